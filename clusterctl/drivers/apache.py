@@ -1,0 +1,36 @@
+"""Apache httpd: a complete apache2.conf with mod_proxy_balancer, mod_rewrite, mod_proxy_hcheck."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from clusterctl.drivers.base import Driver, KindPaths
+
+if TYPE_CHECKING:
+    from clusterctl.model.schema import Frontend, Inventory
+
+
+class ApacheDriver(Driver):
+    kind = "apache"
+    template = "apache/apache2.conf.j2"
+    defaults = KindPaths(
+        config="/etc/apache2/apache2.conf",
+        tls_dir="/etc/apache2/tls",
+        pid_file="/run/apache2/apache2.pid",
+    )
+    reload = ("apache2ctl", "graceful")
+
+    def validate_argv(self, config: str, root: str = "") -> list[str]:
+        return ["apache2", "-t", "-f", config]
+
+    def runtime_dirs(self, fe: Frontend) -> list[str]:
+        return ["/run/apache2", "/var/log/apache2", "/var/lock/apache2"]
+
+    def view(self, inv: Inventory, fe: Frontend, root: str) -> dict[str, Any]:
+        from clusterctl.render import Raw
+
+        v = super().view(inv, fe, root)
+        # Validated names and paths hold only [A-Za-z0-9.~_-]; escaping makes dots literal.
+        v["rx"] = lambda text: Raw(re.escape(text))
+        return v

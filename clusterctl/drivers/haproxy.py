@@ -1,0 +1,45 @@
+"""HAProxy: one haproxy.cfg in master-worker mode, runtime API on an admin socket."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from clusterctl.drivers.base import Driver, KindPaths
+
+if TYPE_CHECKING:
+    from clusterctl.model.schema import Frontend, Inventory, Service
+
+
+class HAProxyDriver(Driver):
+    kind = "haproxy"
+    template = "haproxy/haproxy.cfg.j2"
+    defaults = KindPaths(
+        config="/etc/haproxy/haproxy.cfg",
+        tls_dir="/etc/haproxy/certs",
+        pid_file="/run/haproxy.pid",
+        admin_socket="/run/haproxy/admin.sock",
+        state_file="/var/lib/haproxy/server-state",
+    )
+    reload = ("systemctl", "reload", "haproxy")
+
+    def validate_argv(self, config: str, root: str = "") -> list[str]:
+        return ["haproxy", "-c", "-q", "-f", config]
+
+    def runtime_dirs(self, fe: Frontend) -> list[str]:
+        p = self.paths(fe)
+        return sorted({p.admin_socket.rsplit("/", 1)[0], p.state_file.rsplit("/", 1)[0]})
+
+    def tls_paths(self, fe: Frontend, svc: Service) -> dict[str, str]:
+        # HAProxy reads certificate and key from one PEM file.
+        pem = f"{self.paths(fe).tls_dir}/{svc.name}.pem"
+        return {"certificate": pem, "key": pem}
+
+    def view(self, inv: Inventory, fe: Frontend, root: str) -> dict[str, Any]:
+        v = super().view(inv, fe, root)
+        v["pool_mode"] = {
+            p.name: svc.mode
+            for svc in v["services"]
+            for p in v["pools"]
+            if p.name == svc.default_pool or any(r.pool == p.name for r in svc.routes)
+        }
+        return v

@@ -1,0 +1,292 @@
+"""Scalar validators: the only gate between inventory text and a config file or a shell.
+
+Each check takes the raw YAML value and returns the typed value or raises CheckFailed with a
+message that says what is wrong and, where it can, the fix. Every field of the model declares
+one (tests/unit/test_schema_guard.py fails otherwise), so nothing reaches a template unchecked.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import posixpath
+import re
+from collections.abc import Callable
+from typing import Any
+
+Check = Callable[[Any], Any]
+
+# Characters no value may carry, whatever the field: line breaks of every kind (a newline ends a
+# directive in all three config languages), NUL and other controls.
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+class CheckFailed(ValueError):
+    """A value failed its field's check; the loader adds file, line, column and key path."""
+
+
+def _describe(value: Any) -> str:
+    return type(value).__name__ if not isinstance(value, str) else "text"
+
+
+def _plain_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise CheckFailed(f"expected text, got {_describe(value)} {value!r}")
+    bad = _FORBIDDEN.search(value)
+    if bad:
+        raise CheckFailed(f"must not contain control or line-break character {bad.group()!r}")
+    return value
+
+
+def text(pattern: str, what: str, example: str) -> Check:
+    """Text matching a whitelist pattern; `what` names it in errors, `example` shows a good one."""
+    rx = re.compile(pattern)
+
+    def check(value: Any) -> str:
+        s = _plain_text(value)
+        if not rx.fullmatch(s):
+            raise CheckFailed(f"{s!r} is not a valid {what} (e.g. {example})")
+        return s
+
+    check.__doc__ = f"{what}: {pattern}"
+    return check
+
+
+NAME = text(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", "name (letters, digits, . _ -)", "web1")
+COOKIE = text(r"[A-Za-z0-9_-]{1,64}", "cookie name (letters, digits, _ -)", "SRVID")
+USER = text(r"[a-z_][a-z0-9_-]{0,31}", "user name", "deploy")
+DB_USER = text(r"[A-Za-z0-9_]{1,32}", "database user name", "haproxy_check")
+VERSION = text(r"\d{1,4}(\.\d{1,4}){0,2}", "version (digits and dots)", '"2.6" or "1.22.1"')
+_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+_HOSTNAME_RX = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
+
+
+def hostname(value: Any) -> str:
+    """A DNS host name (RFC 1123), as in a Host header or server_name."""
+    s = _plain_text(value)
+    if len(s) > 253 or not _HOSTNAME_RX.fullmatch(s) or s.replace(".", "").isdigit():
+        raise CheckFailed(f"{s!r} is not a valid host name (e.g. www.example.com)")
+    return s.lower().rstrip(".")
+
+
+def address(value: Any) -> str:
+    """An IPv4/IPv6 address or a DNS host name."""
+    s = _plain_text(value)
+    try:
+        return str(ipaddress.ip_address(s))
+    except ValueError:
+        pass
+    try:
+        return hostname(s)
+    except CheckFailed:
+        raise CheckFailed(f"{s!r} is not an IP address or host name (e.g. 192.0.2.10)") from None
+
+
+def listen_address(value: Any) -> str:
+    """An IP address to bind, or '*' for every address."""
+    s = _plain_text(value)
+    if s == "*":
+        return s
+    try:
+        return str(ipaddress.ip_address(s))
+    except ValueError:
+        raise CheckFailed(f"{s!r} is not an IP address to listen on (use '*' for all)") from None
+
+
+def integer(lo: int, hi: int) -> Check:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise CheckFailed(f"expected a whole number, got {_describe(value)} {value!r}")
+        if not lo <= value <= hi:
+            raise CheckFailed(f"{value} is out of range {lo}..{hi}")
+        return value
+
+    check.__doc__ = f"integer {lo}..{hi}"
+    return check
+
+
+PORT = integer(1, 65535)
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise CheckFailed(f"expected true or false, got {_describe(value)} {value!r}")
+    return value
+
+
+def choice(*options: str) -> Check:
+    def check(value: Any) -> str:
+        s = _plain_text(value)
+        if s not in options:
+            import difflib
+
+            near = difflib.get_close_matches(s, options, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise CheckFailed(f"{s!r} is not one of {', '.join(options)}{hint}")
+        return s
+
+    check.__doc__ = "one of " + ", ".join(options)
+    return check
+
+
+_DURATION = re.compile(r"(\d{1,9})(ms|s|m|h|d)")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def duration(value: Any) -> int:
+    """A duration such as 500ms, 5s, 2m, 1h, 1d; returned in milliseconds."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise CheckFailed(f"{value} needs a unit: {value}s, {value}ms, {value}m")
+    s = _plain_text(value)
+    m = _DURATION.fullmatch(s)
+    if not m:
+        raise CheckFailed(f"{s!r} is not a duration (e.g. 500ms, 5s, 2m, 1h)")
+    return int(m.group(1)) * _UNIT_MS[m.group(2)]
+
+
+_SIZE = re.compile(r"(\d{1,12})([kKmMgG]?)")
+_UNIT_B = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def size(value: Any) -> int:
+    """A size in bytes, optionally with k, m or g (binary units, as nginx reads them)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise CheckFailed(f"{value} is negative")
+        return value
+    s = _plain_text(value)
+    m = _SIZE.fullmatch(s)
+    if not m:
+        raise CheckFailed(f"{s!r} is not a size (e.g. 10m, 512k, 1g)")
+    return int(m.group(1)) * _UNIT_B[m.group(2).lower()]
+
+
+_PATH_PREFIX = re.compile(r"/([A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*)?")
+
+
+def url_path(value: Any) -> str:
+    """A URL path prefix: starts with /, no trailing slash, plain characters only."""
+    s = _plain_text(value)
+    if s != "/" and s.endswith("/"):
+        raise CheckFailed(f"path prefix {s!r} must not end with '/' (use {s.rstrip('/')!r})")
+    if not _PATH_PREFIX.fullmatch(s) or any(seg in (".", "..") for seg in s.split("/")):
+        raise CheckFailed(
+            f"{s!r} is not a plain URL path prefix (e.g. /course; letters, digits, . _ ~ - /)"
+        )
+    return s
+
+
+# Files clusterctl must never write to or read from, whatever an inventory says.
+_SYSTEM_PREFIXES = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/proc",
+    "/sbin",
+    "/sys",
+    "/usr",
+    "/root/.ssh",
+    "/etc/ssh",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/pam.d",
+    "/etc/cron.d",
+    "/etc/systemd",
+    "/etc/init.d",
+    "/etc/ld.so.preload",
+)
+_SYSTEM_FILES = frozenset(
+    {
+        "/",
+        "/etc",
+        "/etc/passwd",
+        "/etc/shadow",
+        "/etc/group",
+        "/etc/gshadow",
+        "/etc/hosts",
+        "/etc/resolv.conf",
+        "/etc/fstab",
+        "/etc/crontab",
+        "/etc/profile",
+        "/etc/environment",
+        "/etc/ld.so.conf",
+        "/root",
+        "/var",
+        "/run",
+        "/tmp",  # noqa: S108 - refused, not used
+        "/home",
+    }
+)
+_REMOTE_PATH = re.compile(r"/[A-Za-z0-9._+@-]+(/[A-Za-z0-9._+@-]+)*")
+
+
+def is_system_path(path: str) -> bool:
+    norm = posixpath.normpath(path)
+    return norm in _SYSTEM_FILES or any(
+        norm == p or norm.startswith(p + "/") for p in _SYSTEM_PREFIXES
+    )
+
+
+def remote_path(value: Any) -> str:
+    """An absolute, normalised path on a front end that is not a system file."""
+    s = _plain_text(value)
+    if not _REMOTE_PATH.fullmatch(s):
+        raise CheckFailed(
+            f"{s!r} is not an absolute path of plain characters (e.g. /etc/haproxy/haproxy.cfg)"
+        )
+    if posixpath.normpath(s) != s or "/../" in s + "/" or "/./" in s + "/":
+        raise CheckFailed(f"path {s!r} is not normalised (use {posixpath.normpath(s)!r})")
+    if is_system_path(s):
+        raise CheckFailed(f"path {s!r} points at a system file; clusterctl will not touch it")
+    return s
+
+
+def local_path(value: Any) -> str:
+    """A path on the machine running clusterctl (relative to the inventory's folder, or ~)."""
+    s = _plain_text(value)
+    if not s or s.strip() != s:
+        raise CheckFailed(f"{s!r} is not a file path")
+    absolute = s.startswith("/")
+    if absolute and is_system_path(s):
+        raise CheckFailed(f"path {s!r} points at a system file; clusterctl will not read it")
+    return s
+
+
+_ARG = re.compile(r"[^\x00-\x1f\x7f\x85\u2028\u2029]*")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def argv(*placeholders: str) -> Check:
+    """A command as a list of arguments (never one shell string); {name} placeholders allowed."""
+
+    def check(value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            raise CheckFailed(
+                f"commands are lists of arguments, not shell strings: write {value.split()!r}"
+            )
+        if not isinstance(value, list) or not value:
+            raise CheckFailed(f"expected a non-empty list of arguments, got {_describe(value)}")
+        out = []
+        for item in value:
+            s = _plain_text(item)
+            for name in _PLACEHOLDER.findall(s):
+                if name not in placeholders:
+                    known = ", ".join("{" + p + "}" for p in placeholders) or "none"
+                    raise CheckFailed(f"unknown placeholder {{{name}}} (known: {known})")
+            out.append(s)
+        if not out[0] or not out[0].strip():
+            raise CheckFailed("the command's first argument (the program) is empty")
+        return tuple(out)
+
+    check.__doc__ = "list of arguments"
+    return check
+
+
+def names(value: Any) -> tuple[str, ...]:
+    """A list of names."""
+    if not isinstance(value, list):
+        raise CheckFailed(f"expected a list of names, got {_describe(value)}")
+    return tuple(NAME(v) for v in value)

@@ -1,0 +1,224 @@
+"""The inventory's shape: typed, frozen dataclasses, one per YAML mapping.
+
+Each field declares its check (from checks.py) in its metadata; the generic loader in
+loader.py walks these declarations, so the schema is written once and the loader, the
+validation and the "every field has a validator" guard all read it from here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from clusterctl.model import checks as c
+
+KINDS = ("haproxy", "nginx", "apache")
+STATES = ("ready", "drain", "maint")
+BALANCE = ("roundrobin", "leastconn", "source", "random", "first")
+
+
+def opt(check: c.Check | None, default: Any = None, doc: str = "") -> Any:
+    """A field with a check and a default; checks are None only for nested mappings."""
+    return field(default=default, metadata={"check": check, "doc": doc})
+
+
+def req(check: c.Check | None, doc: str = "") -> Any:
+    return field(metadata={"check": check, "doc": doc, "required": True})
+
+
+def many(doc: str = "", required: bool = False) -> Any:
+    """A list of nested mappings."""
+    return field(default=(), metadata={"check": None, "doc": doc, "required": required})
+
+
+@dataclass(frozen=True)
+class Pos:
+    """Where a value sits in the inventory file (1-based)."""
+
+    file: str
+    line: int
+    col: int
+
+
+def meta() -> Any:
+    """Positions of the mapping and its keys/values, filled by the loader; not part of the model."""
+    return field(default_factory=dict, compare=False, repr=False, metadata={"internal": True})
+
+
+@dataclass(frozen=True, kw_only=True)
+class SSH:
+    user: str | None = opt(c.USER, doc="login user (default: root)")
+    port: int | None = opt(c.PORT, doc="SSH port (default 22)")
+    identity: str | None = opt(c.local_path, doc="private key file")
+    known_hosts: str | None = opt(c.local_path, doc="known_hosts file (default ~/.ssh/known_hosts)")
+    sudo: bool | None = opt(c.boolean, doc="use sudo for privileged steps")
+    jump: str | None = opt(c.address, doc="jump (bastion) host")
+    jump_user: str | None = opt(c.USER, doc="user on the jump host")
+    at: dict[str, Pos] = meta()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Defaults:
+    ssh: SSH = opt(None, default=SSH())
+    at: dict[str, Pos] = meta()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Paths:
+    config: str | None = opt(c.remote_path, doc="main config file")
+    tls_dir: str | None = opt(c.remote_path, doc="folder for certificates and keys")
+    admin_socket: str | None = opt(c.remote_path, doc="HAProxy runtime API socket")
+    state_file: str | None = opt(c.remote_path, doc="HAProxy server-state file")
+    pid_file: str | None = opt(c.remote_path, doc="server pid file")
+    at: dict[str, Pos] = meta()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Frontend:
+    name: str = req(c.NAME, "host name as clusterctl calls it")
+    kind: str = req(c.choice(*KINDS), "haproxy | nginx | apache")
+    address: str = req(c.address, "address to reach it over SSH")
+    version: str | None = opt(c.VERSION, doc="server version to render for")
+    ssh: SSH = opt(None, default=SSH())
+    paths: Paths = opt(None, default=Paths())
+    reload: tuple[str, ...] | None = opt(c.argv(), doc="graceful reload command")
+    services: tuple[str, ...] | None = opt(c.names, doc="services this front end serves")
+    hard_stop_after: int = opt(c.duration, default=300_000, doc="HAProxy: bound on old workers")
+    admin_port: int = opt(c.PORT, default=8081, doc="Apache: balancer-manager port, 127.0.0.1")
+    at: dict[str, Pos] = meta()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Server:
+    name: str = req(c.NAME)
+    address: str = req(c.address)
+    port: int = req(c.PORT)
+    weight: int = opt(c.integer(1, 100), default=1)
+    backup: bool = opt(c.boolean, default=False)
+    state: str = opt(c.choice(*STATES), default="ready")
+    ssh: SSH = opt(None, default=SSH())
+    at: dict[str, Pos] = meta()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sticky:
+    cookie: str = req(c.COOKIE, "cookie the front end sets to pin a client")
+    at: dict[str, Pos] = meta()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Health:
+    type: str = opt(c.choice("http", "tcp", "mysql"), default="http")
+    path: str = opt(c.url_path, default="/health")
+    host: str | None = opt(c.hostname, doc="Host header for the check")
+    expect: int = opt(c.integer(100, 599), default=200)
+    interval: int = opt(c.duration, default=2000)
+    timeout: int = opt(c.duration, default=1000)
+    rise: int = opt(c.integer(1, 100), default=2)
+    fall: int = opt(c.integer(1, 100), default=3)
+    max_fails: int = opt(c.integer(0, 100), default=3)
+    fail_timeout: int = opt(c.duration, default=10_000)
+    user: str | None = opt(c.DB_USER, doc="MySQL user for mysql checks")
+    at: dict[str, Pos] = meta()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pool:
+    name: str = req(c.NAME)
+    balance: str = opt(c.choice(*BALANCE), default="roundrobin")
+    sticky: Sticky | None = opt(None)
+    health: Health | None = opt(None)
+    keepalive: int = opt(c.integer(0, 1024), default=16)
+    servers: tuple[Server, ...] = many(required=True)
+    at: dict[str, Pos] = meta()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Listen:
+    port: int = req(c.PORT)
+    address: str = opt(c.listen_address, default="*")
+    tls: bool = opt(c.boolean, default=False)
+    at: dict[str, Pos] = meta()
+
+
+@dataclass(frozen=True, kw_only=True)
+class TLS:
+    certificate: str = req(c.local_path, "certificate chain (PEM), local file")
+    key: str = req(c.local_path, "private key (PEM), local file; secret")
+    redirect: bool = opt(c.boolean, default=True, doc="redirect HTTP to HTTPS")
+    hsts: int = opt(c.duration, default=31_536_000_000, doc="HSTS max-age; 0s turns it off")
+    profile: str = opt(c.choice("intermediate", "modern"), default="intermediate")
+    at: dict[str, Pos] = meta()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Route:
+    pool: str = req(c.NAME)
+    path: str | None = opt(c.url_path)
+    host: str | None = opt(c.hostname)
+    at: dict[str, Pos] = meta()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timeouts:
+    connect: int = opt(c.duration, default=5000)
+    client: int = opt(c.duration, default=60_000)
+    server: int = opt(c.duration, default=60_000)
+    at: dict[str, Pos] = meta()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Service:
+    name: str = req(c.NAME)
+    mode: str = opt(c.choice("http", "tcp"), default="http")
+    listen: tuple[Listen, ...] = many(required=True)
+    tls: TLS | None = opt(None)
+    routes: tuple[Route, ...] = many()
+    default_pool: str = req(c.NAME)
+    timeouts: Timeouts = opt(None, default=Timeouts())
+    max_body: int = opt(c.size, default=10 * 1024 * 1024)
+    forwarded: bool = opt(c.boolean, default=True)
+    at: dict[str, Pos] = meta()
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeployCheck:
+    path: str = opt(c.url_path, default="/health")
+    port: int | None = opt(c.PORT, doc="default: the server's port")
+    expect: int = opt(c.integer(100, 599), default=200)
+    version_header: str = opt(c.COOKIE, default="X-Release")
+    timeout: int = opt(c.duration, default=30_000)
+    at: dict[str, Pos] = meta()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Deploy:
+    command: tuple[str, ...] | None = opt(c.argv("version", "server"))
+    health: DeployCheck = opt(None, default=DeployCheck())
+    drain_timeout: int = opt(c.duration, default=60_000)
+    batch: int = opt(c.integer(1, 1000), default=1)
+    min_available: int = opt(c.integer(0, 1000), default=1)
+    keep_releases: int = opt(c.integer(1, 100), default=5)
+    at: dict[str, Pos] = meta()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Inventory:
+    cluster: str = req(c.NAME)
+    defaults: Defaults = opt(None, default=Defaults())
+    frontends: tuple[Frontend, ...] = many(required=True)
+    pools: tuple[Pool, ...] = many(required=True)
+    services: tuple[Service, ...] = many(required=True)
+    deploy: Deploy = opt(None, default=Deploy())
+    at: dict[str, Pos] = meta()
+    # Contents of the TLS files named in services, read by the loader (render stays pure).
+    files: dict[str, bytes] = field(
+        default_factory=dict, compare=False, repr=False, metadata={"internal": True}
+    )
+    source: str = field(default="", compare=False, metadata={"internal": True})
+
+
+def model_fields(cls: type) -> list[dataclasses.Field[Any]]:
+    """The user-facing fields of a schema class (not positions or loaded file contents)."""
+    return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]

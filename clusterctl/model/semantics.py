@@ -1,0 +1,271 @@
+"""Checks across the inventory: references, duplicates and what each server kind can express."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from clusterctl.errors import Problem
+from clusterctl.model.schema import Frontend, Inventory, Pool, Service
+from clusterctl.model.versions import NGINX_STICKY_COOKIE, kind_version, parse_version
+
+# Oldest release of each kind whose syntax the templates use.
+MIN_VERSION = {"haproxy": (2, 2), "nginx": (1, 19, 5), "apache": (2, 4, 30)}
+BALANCE_SUPPORT = {
+    "haproxy": {"roundrobin", "leastconn", "source", "random", "first"},
+    "nginx": {"roundrobin", "leastconn", "source", "random"},
+    "apache": {"roundrobin", "leastconn"},
+}
+HAPROXY_ONLY_PATHS = ("admin_socket", "state_file")
+
+
+class _Report:
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def add(self, obj: Any, key: str, path: str, message: str) -> None:
+        at = obj.at.get(key) or obj.at.get("")
+        if at is None:  # a default object the user never wrote
+            return
+        self.problems.append(Problem(at.file, at.line, at.col, f"{path}: {message}"))
+
+
+def _duplicates(items: Iterable[Any], attr: str, where: str, report: _Report) -> None:
+    seen: dict[str, int] = {}
+    for i, item in enumerate(items):
+        value = getattr(item, attr)
+        if value in seen:
+            report.add(
+                item,
+                attr,
+                f"{where}[{i}].{attr}",
+                f"duplicate {attr} {value!r} (first at [{seen[value]}])",
+            )
+        else:
+            seen[value] = i
+
+
+def frontend_services(inv: Inventory, fe: Frontend) -> tuple[Service, ...]:
+    if fe.services is None:
+        return inv.services
+    return tuple(s for s in inv.services if s.name in fe.services)
+
+
+def service_pools(inv: Inventory, svc: Service) -> list[Pool]:
+    by_name = {p.name: p for p in inv.pools}
+    names = [svc.default_pool] + [r.pool for r in svc.routes]
+    return [by_name[n] for n in dict.fromkeys(names) if n in by_name]
+
+
+def check_semantics(inv: Inventory) -> list[Problem]:
+    r = _Report()
+    _duplicates(inv.frontends, "name", "frontends", r)
+    _duplicates(inv.pools, "name", "pools", r)
+    _duplicates(inv.services, "name", "services", r)
+    pools = {p.name: p for p in inv.pools}
+    services = {s.name: s for s in inv.services}
+
+    nodes: dict[str, tuple[str, str]] = {}
+    for pi, pool in enumerate(inv.pools):
+        where = f"pools[{pi}]"
+        _duplicates(pool.servers, "name", f"{where}.servers", r)
+        if pool.servers and all(s.backup for s in pool.servers):
+            r.add(
+                pool,
+                "servers",
+                f"{where}.servers",
+                "needs at least one server that is not a backup",
+            )
+        for si, srv in enumerate(pool.servers):
+            first = nodes.setdefault(srv.name, (srv.address, f"{where}.servers[{si}]"))
+            if first[0] != srv.address:
+                r.add(
+                    srv,
+                    "address",
+                    f"{where}.servers[{si}].address",
+                    f"server {srv.name!r} is {first[0]} in {first[1]}; one name, one machine",
+                )
+        h = pool.health
+        if h is not None and h.type == "mysql" and h.user is None:
+            r.add(
+                h, "type", f"{where}.health.user", "mysql checks need a user (e.g. haproxy_check)"
+            )
+
+    for si, svc in enumerate(inv.services):
+        where = f"services[{si}]"
+        if svc.default_pool not in pools:
+            r.add(
+                svc,
+                "default_pool",
+                f"{where}.default_pool",
+                _missing("pool", svc.default_pool, pools),
+            )
+        seen_routes: dict[tuple[str | None, str | None], int] = {}
+        for ri, route in enumerate(svc.routes):
+            rw = f"{where}.routes[{ri}]"
+            if route.pool not in pools:
+                r.add(route, "pool", f"{rw}.pool", _missing("pool", route.pool, pools))
+            if route.path is None and route.host is None:
+                r.add(route, "", rw, "a route needs a path, a host, or both")
+            key = (route.host, route.path)
+            if key in seen_routes:
+                r.add(route, "", rw, f"same host and path as routes[{seen_routes[key]}]")
+            seen_routes.setdefault(key, ri)
+        tls_listeners = [ln for ln in svc.listen if ln.tls]
+        if tls_listeners and svc.tls is None:
+            r.add(
+                svc,
+                "listen",
+                f"{where}.listen",
+                "a listener has tls: true but the service has no tls section",
+            )
+        if svc.tls is not None and not tls_listeners:
+            r.add(
+                svc,
+                "tls",
+                f"{where}.tls",
+                "no listener has tls: true (add one, e.g. {port: 443, tls: true})",
+            )
+        if svc.mode == "tcp":
+            _check_tcp(svc, where, r)
+        for pool in service_pools(inv, svc):
+            if svc.mode == "tcp" and pool.sticky is not None:
+                r.add(
+                    pool,
+                    "sticky",
+                    f"pools[{inv.pools.index(pool)}].sticky",
+                    f"sticky cookies need HTTP, but tcp service {svc.name!r} uses this pool",
+                )
+            if svc.mode == "http" and pool.health is not None and pool.health.type == "mysql":
+                r.add(
+                    pool.health,
+                    "type",
+                    f"pools[{inv.pools.index(pool)}].health.type",
+                    f"mysql check on a pool that http service {svc.name!r} uses",
+                )
+    _check_ports(inv, r)
+
+    for fi, fe in enumerate(inv.frontends):
+        where = f"frontends[{fi}]"
+        for name in fe.services or ():
+            if name not in services:
+                r.add(fe, "services", f"{where}.services", _missing("service", name, services))
+        _check_frontend(inv, fe, where, r)
+    return r.problems
+
+
+def _check_tcp(svc: Service, where: str, r: _Report) -> None:
+    if svc.routes:
+        r.add(
+            svc,
+            "routes",
+            f"{where}.routes",
+            "tcp services cannot route by path or host (use mode: http)",
+        )
+    if svc.tls is not None:
+        r.add(svc, "tls", f"{where}.tls", "tls termination is for mode: http services")
+
+
+def _check_ports(inv: Inventory, r: _Report) -> None:
+    seen: list[tuple[str, int, str]] = []
+    for si, svc in enumerate(inv.services):
+        for li, ln in enumerate(svc.listen):
+            for addr, port, owner in seen:
+                if port == ln.port and (addr == ln.address or "*" in (addr, ln.address)):
+                    r.add(
+                        ln,
+                        "port",
+                        f"services[{si}].listen[{li}].port",
+                        f"port {ln.port} is already used by service {owner!r}",
+                    )
+                    break
+            seen.append((ln.address, ln.port, svc.name))
+
+
+def _check_frontend(inv: Inventory, fe: Frontend, where: str, r: _Report) -> None:
+    version = kind_version(fe)
+    if fe.version is not None and parse_version(fe.version) < MIN_VERSION[fe.kind]:
+        need = ".".join(map(str, MIN_VERSION[fe.kind]))
+        r.add(
+            fe,
+            "version",
+            f"{where}.version",
+            f"{fe.kind} {fe.version} is too old; clusterctl needs {need} or newer",
+        )
+    if fe.kind != "haproxy":
+        for attr in HAPROXY_ONLY_PATHS:
+            if getattr(fe.paths, attr) is not None:
+                r.add(
+                    fe.paths, attr, f"{where}.paths.{attr}", f"only haproxy front ends have {attr}"
+                )
+        if "hard_stop_after" in fe.at:
+            r.add(
+                fe,
+                "hard_stop_after",
+                f"{where}.hard_stop_after",
+                "only haproxy front ends have hard_stop_after",
+            )
+    if fe.kind != "apache" and "admin_port" in fe.at:
+        r.add(
+            fe,
+            "admin_port",
+            f"{where}.admin_port",
+            "only apache front ends have admin_port (balancer-manager)",
+        )
+    old_nginx = fe.kind == "nginx" and version < NGINX_STICKY_COOKIE
+    for svc in frontend_services(inv, fe):
+        if svc.mode == "tcp" and fe.kind != "haproxy":
+            r.add(
+                fe,
+                "services" if fe.services is not None else "kind",
+                f"{where}.services",
+                f"tcp service {svc.name!r} needs an haproxy front end; "
+                f"list this front end's services without it",
+            )
+        if fe.kind == "apache" and any(ln.port == fe.admin_port for ln in svc.listen):
+            r.add(
+                fe,
+                "admin_port",
+                f"{where}.admin_port",
+                f"port {fe.admin_port} is service {svc.name!r}'s; pick another admin_port",
+            )
+        for pool in service_pools(inv, svc):
+            pw = f"pools[{inv.pools.index(pool)}]"
+            if pool.balance not in BALANCE_SUPPORT[fe.kind]:
+                ok = ", ".join(sorted(BALANCE_SUPPORT[fe.kind]))
+                r.add(
+                    pool,
+                    "balance",
+                    f"{pw}.balance",
+                    f"{fe.kind} front end {fe.name!r} cannot balance by {pool.balance} (it can: {ok})",
+                )
+            if not old_nginx:
+                continue
+            has_backup = any(s.backup for s in pool.servers)
+            hashing = pool.sticky is not None or pool.balance in ("source", "random")
+            if has_backup and hashing:
+                r.add(
+                    pool,
+                    "servers",
+                    f"{pw}.servers",
+                    f"nginx {fe.version or '.'.join(map(str, version))} on {fe.name!r} cannot combine "
+                    f"backup servers with {'sticky sessions' if pool.sticky else pool.balance}; "
+                    f"nginx 1.29.6 or newer can (set the front end's version)",
+                )
+            if pool.sticky is not None and pool.balance != "roundrobin":
+                r.add(
+                    pool,
+                    "balance",
+                    f"{pw}.balance",
+                    f"nginx before 1.29.6 keeps sessions sticky with a consistent hash, which replaces "
+                    f"balance: {pool.balance}; use roundrobin or nginx 1.29.6+",
+                )
+
+
+def _missing(what: str, name: str, known: Iterable[str]) -> str:
+    import difflib
+
+    names = list(known)
+    near = difflib.get_close_matches(name, names, n=1)
+    hint = f"; did you mean {near[0]!r}?" if near else f" (known: {', '.join(names) or 'none'})"
+    return f"no {what} named {name!r}{hint}"
