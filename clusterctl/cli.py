@@ -9,7 +9,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from clusterctl import __version__
-from clusterctl.errors import ClusterctlError
+from clusterctl.errors import ClusterctlError, InventoryError
 
 app = typer.Typer(
     name="clusterctl",
@@ -100,16 +100,97 @@ def render(
         )
 
 
-@app.command()
-def plan(inventory: Inventory) -> None:
-    """Show what apply would change on each front end (a diff per file)."""
-    _not_built("plan", 4)
+Limit = Annotated[
+    str | None,
+    typer.Option(
+        "--limit", help="Only these front ends (comma-separated names).", show_default=False
+    ),
+]
+Forks = Annotated[int, typer.Option("--forks", min=1, max=256, help="Hosts worked on at once.")]
+OutputFormat = Annotated[str, typer.Option("--output", help="text or json.", show_default=True)]
+
+
+def _limit(text: str | None) -> list[str] | None:
+    return [x.strip() for x in text.split(",") if x.strip()] if text else None
+
+
+def _output(value: str) -> str:
+    if value not in ("text", "json"):
+        raise ClusterctlError(f"--output must be text or json, not {value!r}")
+    return value
 
 
 @app.command()
-def apply(inventory: Inventory) -> None:
-    """Push configs over SSH: validate on the host, swap atomically, reload, probe."""
-    _not_built("apply", 4)
+def plan(
+    inventory: Inventory,
+    limit: Limit = None,
+    forks: Forks = 10,
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option("--detailed-exitcode", help="Exit 0 no changes, 2 changes pending, 1 error."),
+    ] = False,
+    output: OutputFormat = "text",
+) -> None:
+    """Show what apply would change on each front end (a diff per file); changes nothing."""
+    import json
+
+    from clusterctl.execute.runner import make_plan
+    from clusterctl.model import load
+    from clusterctl.plan import plan_json
+    from clusterctl.ui import console, print_plan
+
+    fmt = _output(output)
+    inv = load(inventory)
+    the_plan = make_plan(inv, _limit(limit), forks)
+    if fmt == "json":
+        _out(json.dumps(plan_json(the_plan), indent=2))
+    else:
+        print_plan(the_plan, console())
+    if the_plan.failed:
+        raise typer.Exit(1)
+    if detailed_exitcode and the_plan.changed:
+        raise typer.Exit(2)
+
+
+@app.command()
+def apply(
+    inventory: Inventory,
+    limit: Limit = None,
+    forks: Forks = 10,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    lock_wait: Annotated[
+        float, typer.Option("--lock-wait", min=0, help="Seconds to wait for the cluster lock.")
+    ] = 0.0,
+) -> None:
+    """Push configs over SSH: validate on the host, swap atomically, reload, probe, or roll back."""
+    from clusterctl.execute.runner import cluster_lock, execute_plan, make_plan
+    from clusterctl.model import load
+    from clusterctl.ui import console, print_plan, print_results
+
+    inv = load(inventory)
+    out = console()
+    if not yes and not sys.stdin.isatty():
+        raise ClusterctlError("apply needs confirmation: run it on a terminal or pass --yes")
+    with cluster_lock(inv, "apply", lock_wait):
+        the_plan = make_plan(inv, _limit(limit), forks)
+        print_plan(the_plan, out)
+        if not the_plan.changed and not the_plan.failed:
+            out.print("nothing to do")
+            return
+        if the_plan.changed and not yes and not typer.confirm("Apply these changes?"):
+            raise ClusterctlError("apply cancelled; nothing was changed")
+
+        def progress(host: str, step: str) -> None:
+            console(stderr=True).print(f"{host}: {step}")
+
+        results = execute_plan(inv, the_plan, forks, progress)
+    print_results(results, out)
+    bad = [r for r in results if r.status in ("failed", "rolled back")]
+    if bad:
+        raise ClusterctlError(
+            f"{len(bad)} of {len(results)} front end(s) not applied: "
+            + "; ".join(f"{r.host}: {r.message}" for r in bad)
+        )
 
 
 @app.command()
@@ -142,6 +223,41 @@ def verify(inventory: Inventory) -> None:
     _not_built("verify", 6)
 
 
+lock_app = typer.Typer(help="Show or break the cluster lock.")
+app.add_typer(lock_app, name="lock")
+
+
+@lock_app.command("show")
+def lock_show(inventory: Inventory) -> None:
+    """Show who holds the cluster lock, if anyone."""
+    from clusterctl.execute import lock as lockmod
+    from clusterctl.execute.endpoints import frontend_endpoints
+    from clusterctl.execute.ssh import Remote
+    from clusterctl.model import load
+
+    inv = load(inventory)
+    lock_fe = inv.frontends[0]
+    with Remote.connect(frontend_endpoints(inv)[lock_fe.name]) as remote:
+        info = lockmod.show(remote)
+    _out(f"lock on {lock_fe.name}: {info.describe()}" if info else f"lock on {lock_fe.name}: free")
+
+
+@lock_app.command("break")
+def lock_break(inventory: Inventory, lock_id: str) -> None:
+    """Remove a stale cluster lock; needs the lock's id (see `clusterctl lock show`)."""
+    from clusterctl.execute import lock as lockmod
+    from clusterctl.execute.endpoints import frontend_endpoints
+    from clusterctl.execute.ssh import Remote
+    from clusterctl.model import load
+
+    inv = load(inventory)
+    lock_fe = inv.frontends[0]
+    with Remote.connect(frontend_endpoints(inv)[lock_fe.name]) as remote:
+        if not lockmod.release(remote, lock_id):
+            raise ClusterctlError(f"the lock on {lock_fe.name} does not have id {lock_id}")
+    _out(f"lock {lock_id} on {lock_fe.name} broken")
+
+
 @lab_app.command("up")
 def lab_up() -> None:
     """Build the local lab."""
@@ -164,8 +280,11 @@ def main() -> None:
     # click handles usage errors itself (exit 2); errors a user can cause are one line, exit 1.
     try:
         app()
+    except InventoryError as exc:
+        _err(str(exc))  # FILE:LINE:COL: message, one line per problem
+        sys.exit(1)
     except ClusterctlError as exc:
-        _err(f"error: {exc}" if "\n" not in str(exc) else str(exc))
+        _err(f"error: {exc}")
         sys.exit(1)
     except KeyboardInterrupt:
         _err("interrupted")

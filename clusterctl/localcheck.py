@@ -7,6 +7,7 @@ touching this machine's own /etc.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -41,15 +42,19 @@ def write_tree(files: HostFiles, root: Path) -> None:
 
 
 def _open_new(target: Path, mode: int) -> int:
-    import os
-
     return os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+
+
+def find_binary(name: str) -> str | None:
+    """A server binary on PATH, or in the sbin folders a non-root PATH often lacks."""
+    return shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/local/sbin:/usr/sbin:/sbin")
 
 
 def check_frontend(inv: Inventory, fe: Frontend) -> CheckResult:
     driver = driver_for(fe.kind)
     argv0 = driver.validate_argv("x")[0]
-    if shutil.which(argv0) is None and not Path("/usr/sbin", argv0).exists():
+    exe = find_binary(argv0)
+    if exe is None:
         raise ClusterctlError(
             f"{fe.name}: cannot check a {fe.kind} config: {argv0} is not installed "
             f"(apt-get install -y {PACKAGE[fe.kind]})"
@@ -62,7 +67,6 @@ def check_frontend(inv: Inventory, fe: Frontend) -> CheckResult:
             (Path(root) / d.lstrip("/")).mkdir(parents=True, exist_ok=True)
         config = root + driver.paths(fe).config
         argv = driver.validate_argv(config, root)
-        exe = shutil.which(argv[0]) or str(Path("/usr/sbin", argv[0]))
         proc = subprocess.run(
             [exe, *argv[1:]], capture_output=True, text=True, timeout=60, check=False
         )

@@ -44,7 +44,7 @@ HostFiles = dict[str, File]
 # through, rendering stops instead of writing a config with an injected directive.
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029;{}\"'#$<>\\`\s]")
 # Fields that never reach a config file (they go to SSH or the local disk, quoted there).
-_NOT_RENDERED = {"ssh", "reload", "deploy", "certificate", "key", "source", "files", "at"}
+_NOT_RENDERED = {"ssh", "reload", "start", "deploy", "certificate", "key", "source", "files", "at"}
 
 
 def assert_renderable(obj: Any, path: str = "") -> None:

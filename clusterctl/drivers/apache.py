@@ -20,6 +20,7 @@ class ApacheDriver(Driver):
         pid_file="/run/apache2/apache2.pid",
     )
     reload = ("apache2ctl", "graceful")
+    start = ("systemctl", "start", "apache2")
 
     def validate_argv(self, config: str, root: str = "") -> list[str]:
         return ["apache2", "-t", "-f", config]

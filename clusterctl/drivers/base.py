@@ -70,6 +70,7 @@ class Driver:
     template: ClassVar[str]
     defaults: ClassVar[KindPaths]
     reload: ClassVar[tuple[str, ...]]
+    start: ClassVar[tuple[str, ...]]
 
     def paths(self, fe: Frontend) -> KindPaths:
         p = fe.paths
@@ -84,6 +85,9 @@ class Driver:
 
     def reload_argv(self, fe: Frontend) -> tuple[str, ...]:
         return fe.reload or self.reload
+
+    def start_argv(self, fe: Frontend) -> tuple[str, ...]:
+        return fe.start or self.start
 
     def validate_argv(self, config: str, root: str = "") -> list[str]:
         raise NotImplementedError

@@ -21,6 +21,7 @@ class HAProxyDriver(Driver):
         state_file="/var/lib/haproxy/server-state",
     )
     reload = ("systemctl", "reload", "haproxy")
+    start = ("systemctl", "start", "haproxy")
 
     def validate_argv(self, config: str, root: str = "") -> list[str]:
         return ["haproxy", "-c", "-q", "-f", config]

@@ -18,6 +18,7 @@ class NginxDriver(Driver):
         config="/etc/nginx/nginx.conf", tls_dir="/etc/nginx/tls", pid_file="/run/nginx.pid"
     )
     reload = ("systemctl", "reload", "nginx")
+    start = ("systemctl", "start", "nginx")
 
     def validate_argv(self, config: str, root: str = "") -> list[str]:
         argv = ["nginx", "-t", "-q", "-c", config]

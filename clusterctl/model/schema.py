@@ -83,6 +83,7 @@ class Frontend:
     ssh: SSH = opt(None, default=SSH())
     paths: Paths = opt(None, default=Paths())
     reload: tuple[str, ...] | None = opt(c.argv(), doc="graceful reload command")
+    start: tuple[str, ...] | None = opt(c.argv(), doc="start command, when it is not running")
     services: tuple[str, ...] | None = opt(c.names, doc="services this front end serves")
     hard_stop_after: int = opt(c.duration, default=300_000, doc="HAProxy: bound on old workers")
     admin_port: int = opt(c.PORT, default=8081, doc="Apache: balancer-manager port, 127.0.0.1")

@@ -1,0 +1,103 @@
+"""Resolve how to reach each host: the inventory first, then ~/.ssh/config, then defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import paramiko
+
+from clusterctl.execute.ssh import Endpoint
+from clusterctl.model.loader import resolve_local
+from clusterctl.model.schema import SSH, Inventory
+
+
+def _merge(*layers: SSH) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for layer in layers:
+        for key in ("user", "port", "identity", "known_hosts", "sudo", "jump", "jump_user"):
+            value = getattr(layer, key)
+            if value is not None:
+                out[key] = value
+    return out
+
+
+def _ssh_config(address: str, config_path: Path | None) -> dict[str, object]:
+    path = config_path or Path("~/.ssh/config").expanduser()
+    if not path.is_file():
+        return {}
+    try:
+        found = paramiko.SSHConfig.from_path(str(path)).lookup(address)
+    except (OSError, paramiko.SSHException):
+        return {}
+    out: dict[str, object] = {}
+    if "hostname" in found and found["hostname"] != address:
+        out["hostname"] = found["hostname"]
+    if "user" in found:
+        out["user"] = found["user"]
+    if "port" in found:
+        out["port"] = int(found["port"])
+    if found.get("identityfile"):
+        out["identity"] = found["identityfile"][0]
+    if "userknownhostsfile" in found:
+        out["known_hosts"] = found["userknownhostsfile"].split()[0]
+    if "proxyjump" in found and found["proxyjump"].lower() != "none":
+        out["jump"] = found["proxyjump"].split(",")[0]
+    return out
+
+
+def endpoint(
+    inv: Inventory,
+    name: str,
+    address: str,
+    own: SSH,
+    ssh_config: Path | None = None,
+) -> Endpoint:
+    """The endpoint of one host; local paths in the inventory are relative to its folder."""
+    base = Path(inv.source).parent if inv.source else Path.cwd()
+    conf = _ssh_config(address, ssh_config)
+    merged = {**conf, **_merge(inv.defaults.ssh, own)}
+
+    def local(key: str) -> str | None:
+        value = merged.get(key)
+        return str(resolve_local(str(value), base)) if value else None
+
+    jump = None
+    if merged.get("jump"):
+        jump_spec = str(merged["jump"])
+        jump_user = merged.get("jump_user") or merged.get("user", "root")
+        if "@" in jump_spec:
+            jump_user, jump_spec = jump_spec.split("@", 1)
+        jump_port = 22
+        if ":" in jump_spec and not jump_spec.startswith("["):
+            jump_spec, port_text = jump_spec.rsplit(":", 1)
+            jump_port = int(port_text)
+        jump = Endpoint(
+            name=f"{name} (jump {jump_spec})",
+            address=jump_spec,
+            user=str(jump_user),
+            port=jump_port,
+            identity=local("identity"),
+            known_hosts=local("known_hosts"),
+        )
+    return Endpoint(
+        name=name,
+        address=str(conf.get("hostname", address)),
+        user=str(merged.get("user", "root")),
+        port=int(str(merged.get("port", 22))),
+        identity=local("identity"),
+        known_hosts=local("known_hosts"),
+        sudo=bool(merged.get("sudo", False)),
+        jump=jump,
+    )
+
+
+def frontend_endpoints(inv: Inventory, ssh_config: Path | None = None) -> dict[str, Endpoint]:
+    return {fe.name: endpoint(inv, fe.name, fe.address, fe.ssh, ssh_config) for fe in inv.frontends}
+
+
+def server_endpoints(inv: Inventory, ssh_config: Path | None = None) -> dict[str, Endpoint]:
+    out: dict[str, Endpoint] = {}
+    for pool in inv.pools:
+        for srv in pool.servers:
+            out.setdefault(srv.name, endpoint(inv, srv.name, srv.address, srv.ssh, ssh_config))
+    return out

@@ -1,0 +1,122 @@
+"""Run plan and apply across front ends with bounded parallelism, one result per host.
+
+Like fabric's Group: a partial failure keeps every host's outcome; nothing is hidden.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+from clusterctl.errors import ClusterctlError
+from clusterctl.execute import lock as lockmod
+from clusterctl.execute.apply import HostResult, StepFailed, apply_host
+from clusterctl.execute.endpoints import frontend_endpoints
+from clusterctl.execute.ssh import Endpoint, Remote
+from clusterctl.facts import gather
+from clusterctl.model.schema import Frontend, Inventory
+from clusterctl.plan import HostPlan, Plan, plan_host, unreachable
+from clusterctl.render import render_frontend
+
+Progress = Callable[[str, str], None]
+
+
+def _quiet(host: str, step: str) -> None:
+    pass
+
+
+def select(inv: Inventory, limit: list[str] | None) -> list[Frontend]:
+    if not limit:
+        return list(inv.frontends)
+    names = {fe.name for fe in inv.frontends}
+    unknown = [n for n in limit if n not in names]
+    if unknown:
+        raise ClusterctlError(
+            f"--limit names unknown front end(s) {', '.join(unknown)} (known: {', '.join(sorted(names))})"
+        )
+    return [fe for fe in inv.frontends if fe.name in limit]
+
+
+def _plan_one(inv: Inventory, fe: Frontend, ep: Endpoint) -> HostPlan:
+    try:
+        with Remote.connect(ep) as remote:
+            # Render once without facts only to know which paths to look at and which are secret.
+            secret = {p: f.secret for p, f in render_frontend(inv, fe).items()}
+            facts = gather(remote, fe, secret)
+        return plan_host(inv, fe, facts)
+    except ClusterctlError as exc:
+        return unreachable(fe, str(exc))
+
+
+def make_plan(
+    inv: Inventory,
+    limit: list[str] | None = None,
+    forks: int = 10,
+    ssh_config: Path | None = None,
+) -> Plan:
+    targets = select(inv, limit)
+    eps = frontend_endpoints(inv, ssh_config)
+    with ThreadPoolExecutor(max_workers=max(1, forks)) as pool:
+        hosts = list(pool.map(lambda fe: _plan_one(inv, fe, eps[fe.name]), targets))
+    return Plan(tuple(hosts))
+
+
+@contextmanager
+def cluster_lock(
+    inv: Inventory, command: str, wait: float = 0.0, ssh_config: Path | None = None
+) -> Iterator[lockmod.LockInfo]:
+    lock_fe = inv.frontends[0]
+    ep = frontend_endpoints(inv, ssh_config)[lock_fe.name]
+    info = lockmod.new_lock(command)
+    with Remote.connect(ep) as remote:
+        lockmod.acquire(remote, info, wait)
+    try:
+        yield info
+    finally:
+        try:
+            with Remote.connect(ep) as remote:
+                lockmod.release(remote, info.id)
+        except ClusterctlError:
+            pass  # the lock stays visible; `clusterctl lock break` with its id removes it
+
+
+def _apply_one(
+    inv: Inventory, fe: Frontend, ep: Endpoint, hp: HostPlan, progress: Progress
+) -> HostResult:
+    started = time.monotonic()
+    if hp.error:
+        return HostResult(fe.name, "failed", hp.error, 0.0)
+    if not hp.needs_work:
+        progress(fe.name, "unchanged")
+        return HostResult(fe.name, "unchanged", "", 0.0)
+    progress(fe.name, "applying")
+    try:
+        with Remote.connect(ep) as remote:
+            result = apply_host(remote, inv, fe, hp)
+    except StepFailed as exc:
+        result = HostResult(fe.name, "failed", str(exc), round(time.monotonic() - started, 2))
+    except ClusterctlError as exc:
+        result = HostResult(fe.name, "failed", str(exc), round(time.monotonic() - started, 2))
+    progress(fe.name, result.status)
+    return result
+
+
+def execute_plan(
+    inv: Inventory,
+    plan: Plan,
+    forks: int = 10,
+    progress: Progress = _quiet,
+    ssh_config: Path | None = None,
+) -> list[HostResult]:
+    eps = frontend_endpoints(inv, ssh_config)
+    by_name = {fe.name: fe for fe in inv.frontends}
+    with ThreadPoolExecutor(max_workers=max(1, forks)) as pool:
+        return list(
+            pool.map(
+                lambda hp: _apply_one(inv, by_name[hp.host], eps[hp.host], hp, progress),
+                plan.hosts,
+            )
+        )

@@ -1,0 +1,198 @@
+"""SSH to one host: strict host keys, argv-only commands quoted in one place, sudo via stdin.
+
+paramiko directly rather than fabric's Connection: fabric hard-codes AutoAddPolicy, and the
+only things clusterctl needs (run an argv, feed stdin, open a jump channel) are a few lines here.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paramiko
+
+from clusterctl.errors import ClusterctlError
+
+
+class SSHError(ClusterctlError):
+    """A host could not be reached, refused us, or presented an unknown or changed key."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Everything needed to reach one host, resolved from inventory, ~/.ssh/config and defaults."""
+
+    name: str
+    address: str
+    user: str = "root"
+    port: int = 22
+    identity: str | None = None
+    known_hosts: str | None = None
+    sudo: bool = False
+    jump: Endpoint | None = None
+    connect_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: tuple[str, ...]
+    rc: int
+    out: str
+    err: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+    def words(self) -> str:
+        """What the command said, for a one-line report."""
+        text = (self.err.strip() or self.out.strip()).replace("\n", " | ")
+        return text[:500] or f"exit status {self.rc}"
+
+
+def quote(argv: list[str] | tuple[str, ...]) -> str:
+    """The one place an argv becomes a shell command line: every argument quoted."""
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def _known_hosts_file(ep: Endpoint) -> Path:
+    return Path(ep.known_hosts or "~/.ssh/known_hosts").expanduser()
+
+
+def _host_key_name(ep: Endpoint) -> str:
+    return ep.address if ep.port == 22 else f"[{ep.address}]:{ep.port}"
+
+
+@dataclass
+class Remote:
+    """An open SSH session to one host."""
+
+    ep: Endpoint
+    client: paramiko.SSHClient
+    _jump: paramiko.SSHClient | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def connect(cls, ep: Endpoint) -> Remote:
+        jump_client = None
+        sock: Any = None
+        if ep.jump is not None:
+            jump_client = _open_client(ep.jump, None)
+            transport = jump_client.get_transport()
+            if transport is None:
+                raise SSHError(f"{ep.name}: jump host {ep.jump.address} closed the connection")
+            try:
+                sock = transport.open_channel(
+                    "direct-tcpip", (ep.address, ep.port), ("127.0.0.1", 0)
+                )
+            except (paramiko.SSHException, OSError) as exc:
+                jump_client.close()
+                raise SSHError(
+                    f"{ep.name}: jump host {ep.jump.address} cannot reach "
+                    f"{ep.address}:{ep.port}: {exc}"
+                ) from None
+        try:
+            client = _open_client(ep, sock)
+        except SSHError:
+            if jump_client is not None:
+                jump_client.close()
+            raise
+        return cls(ep, client, jump_client)
+
+    def close(self) -> None:
+        self.client.close()
+        if self._jump is not None:
+            self._jump.close()
+
+    def __enter__(self) -> Remote:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run(
+        self,
+        argv: list[str] | tuple[str, ...],
+        *,
+        stdin: bytes | None = None,
+        sudo: bool = False,
+        timeout: float = 120.0,
+    ) -> Result:
+        """Run argv on the host; with sudo=True and a non-root login, through `sudo -n`."""
+        full = list(argv)
+        if sudo and self.ep.sudo and self.ep.user != "root":
+            password = os.environ.get("CLUSTERCTL_SUDO_PASSWORD")
+            if password is None:
+                full = ["sudo", "-n", "--", *full]
+            else:
+                # -k: always ask, so the password line is always consumed by sudo and never
+                # reaches the command; -S reads it from stdin, never from argv.
+                full = ["sudo", "-k", "-S", "-p", "", "--", *full]
+                stdin = password.encode() + b"\n" + (stdin or b"")
+        command = quote(full)
+        try:
+            chan_in, chan_out, chan_err = self.client.exec_command(command, timeout=timeout)
+            if stdin is not None:
+                chan_in.write(stdin)
+            chan_in.channel.shutdown_write()
+            out = chan_out.read()
+            err = chan_err.read()
+            rc = chan_out.channel.recv_exit_status()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SSHError(f"{self.ep.name}: connection lost running {full[0]}: {exc}") from None
+        return Result(
+            tuple(argv), rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+        )
+
+    def sh(self, script: str, *args: str, stdin: bytes | None = None, sudo: bool = True) -> Result:
+        """A fixed script of clusterctl's own, with every variable part passed as $1, $2, ..."""
+        return self.run(["sh", "-c", script, "clusterctl", *args], stdin=stdin, sudo=sudo)
+
+
+def _open_client(ep: Endpoint, sock: Any) -> paramiko.SSHClient:
+    client = paramiko.SSHClient()
+    known = _known_hosts_file(ep)
+    try:
+        client.load_host_keys(str(known))
+    except FileNotFoundError:
+        pass
+    except (OSError, paramiko.SSHException) as exc:
+        raise SSHError(f"{ep.name}: cannot read known_hosts {known}: {exc}") from None
+    # Unknown hosts are refused: trusting on first use is a decision for the user, not for us.
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    key_filename = str(Path(ep.identity).expanduser()) if ep.identity else None
+    try:
+        client.connect(
+            ep.address,
+            port=ep.port,
+            username=ep.user,
+            key_filename=key_filename,
+            timeout=ep.connect_timeout,
+            banner_timeout=ep.connect_timeout,
+            auth_timeout=ep.connect_timeout,
+            sock=sock,
+            allow_agent=True,
+            look_for_keys=key_filename is None,
+        )
+    except paramiko.BadHostKeyException:
+        raise SSHError(
+            f"{ep.name}: the host key of {ep.address} has CHANGED since it was recorded in "
+            f"{known}; if the host was rebuilt, check the new key out of band, then run: "
+            f"ssh-keygen -R {shlex.quote(_host_key_name(ep))} -f {shlex.quote(str(known))}"
+        ) from None
+    except paramiko.SSHException as exc:
+        if "not found in known_hosts" in str(exc):
+            raise SSHError(
+                f"{ep.name}: {ep.address} is not in {known}; verify its key, then add it: "
+                f"ssh-keyscan -p {ep.port} {shlex.quote(ep.address)} >> {shlex.quote(str(known))}"
+            ) from None
+        raise SSHError(
+            f"{ep.name}: SSH to {ep.user}@{ep.address}:{ep.port} failed: {exc}"
+        ) from None
+    except (TimeoutError, OSError) as exc:
+        raise SSHError(f"{ep.name}: cannot reach {ep.address}:{ep.port}: {exc}") from None
+    return client

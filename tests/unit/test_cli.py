@@ -1,0 +1,154 @@
+"""The command line as users meet it: exit codes, one-line errors, files on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FULL = REPO / "inventories" / "full.yaml"
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "clusterctl", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
+
+
+def tree(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_help_lists_every_command() -> None:
+    out = cli("--help").stdout
+    for command in (
+        "validate",
+        "render",
+        "plan",
+        "apply",
+        "rollout",
+        "drain",
+        "restore",
+        "status",
+        "lab",
+        "verify",
+    ):
+        assert command in out
+
+
+def test_validate_ok_and_bad(tmp_path: Path) -> None:
+    assert cli("validate", "-i", str(FULL)).returncode == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(FULL.read_text().replace("kind: nginx", "kind: ngnix"))
+    res = cli("validate", "-i", str(bad))
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert lines == [
+        f"{bad}:36:11: frontends[1].kind: 'ngnix' is not one of haproxy, nginx, apache; did you mean 'nginx'?"
+    ]
+    assert "Traceback" not in res.stderr + res.stdout
+
+
+def test_render_is_deterministic_and_keys_are_private(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert cli("render", "-i", str(FULL), "-o", str(a)).returncode == 0
+    assert cli("render", "-i", str(FULL), "-o", str(b)).returncode == 0
+    assert tree(a) == tree(b)
+    assert "lb1/etc/haproxy/haproxy.cfg" in tree(a)
+    assert "lb2/etc/nginx/nginx.conf" in tree(a)
+    assert "lb3/etc/apache2/apache2.conf" in tree(a)
+    assert (a / "lb2/etc/nginx/tls/web.key").stat().st_mode & 0o777 == 0o600
+    assert (a / "lb1/etc/haproxy/certs/web.pem").stat().st_mode & 0o777 == 0o600
+
+
+def test_render_check_runs_the_real_validators(tmp_path: Path) -> None:
+    res = cli("render", "-i", str(FULL), "-o", str(tmp_path), "--check")
+    assert res.returncode == 0, res.stderr
+    for host, kind in (("lb1", "haproxy"), ("lb2", "nginx"), ("lb3", "apache")):
+        assert f"{host}: {kind} config valid" in res.stdout
+
+
+def test_render_check_reports_the_validators_words(tmp_path: Path) -> None:
+    # A certificate whose key does not match: every kind's own validator refuses it.
+    files = tmp_path / "files"
+    files.mkdir()
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=other.example.com",
+            "-keyout",
+            str(files / "other.key"),
+            "-out",
+            str(files / "other.crt"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (files / "example.com.crt").write_bytes(
+        (REPO / "inventories/files/example.com.crt").read_bytes()
+    )
+    (files / "example.com.key").write_bytes((files / "other.key").read_bytes())
+    inv = tmp_path / "inv.yaml"
+    inv.write_text(FULL.read_text())
+    res = cli("render", "-i", str(inv), "-o", str(tmp_path / "out"), "--check")
+    assert res.returncode == 1
+    assert "lb1: haproxy rejected the config" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_invalid_inventory_renders_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(FULL.read_text().replace("port: 8080", "port: 80800", 1))
+    res = cli("render", "-i", str(bad), "-o", str(tmp_path / "out"))
+    assert (
+        res.returncode == 1
+        and f"{bad}:76:15: pools[0].servers[0].port: 80800 is out of range" in res.stderr
+    )
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "command", [["rollout"], ["drain", "web1"], ["restore", "web1"], ["status"], ["verify"]]
+)
+def test_commands_not_built_say_so(command: list[str]) -> None:
+    res = cli(command[0], "-i", str(FULL), *command[1:])
+    if res.returncode == 2:
+        assert "not built yet" in res.stderr
+    else:  # built since: it must at least not crash on a host it cannot reach
+        assert "Traceback" not in res.stderr
+
+
+def test_missing_validator_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clusterctl import localcheck
+    from clusterctl.errors import ClusterctlError
+    from clusterctl.model import load
+
+    monkeypatch.setattr(localcheck, "find_binary", lambda name: None)
+    inv = load(FULL)
+    with pytest.raises(
+        ClusterctlError, match=r"nginx is not installed \(apt-get install -y nginx\)"
+    ):
+        localcheck.check_frontend(inv, inv.frontends[1])

@@ -1,0 +1,208 @@
+"""The inventory loader: typed values, defaults, and every problem reported at its position."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from clusterctl.errors import InventoryError
+from clusterctl.model import load, parse
+
+REPO = Path(__file__).resolve().parents[2]
+
+BASE = """\
+cluster: t
+frontends:
+  - {name: lb1, kind: haproxy, address: 192.0.2.10}
+pools:
+  - name: app
+    servers:
+      - {name: web1, address: 192.0.2.21, port: 8080}
+services:
+  - name: web
+    listen: [{port: 80}]
+    default_pool: app
+"""
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(InventoryError) as info:
+        parse(textwrap.dedent(text), "inv.yaml")
+    return [str(p) for p in info.value.problems]
+
+
+def test_example_inventories_validate() -> None:
+    for path in sorted((REPO / "inventories").glob("*.yaml")):
+        inv = load(path)
+        assert inv.frontends and inv.pools and inv.services, path
+
+
+def test_defaults_are_filled_in() -> None:
+    inv = parse(BASE, "inv.yaml")
+    server = inv.pools[0].servers[0]
+    assert (server.weight, server.backup, server.state) == (1, False, "ready")
+    assert inv.services[0].listen[0].address == "*"
+    assert inv.services[0].timeouts.connect == 5000
+    assert inv.services[0].max_body == 10 * 1024 * 1024
+
+
+def test_durations_and_sizes_are_parsed() -> None:
+    inv = parse(
+        BASE.replace(
+            "default_pool: app",
+            "default_pool: app\n    max_body: 512k\n"
+            "    timeouts: {connect: 250ms, client: 2m, server: 1h}",
+        ),
+        "inv.yaml",
+    )
+    t = inv.services[0].timeouts
+    assert (t.connect, t.client, t.server) == (250, 120_000, 3_600_000)
+    assert inv.services[0].max_body == 512 * 1024
+
+
+def test_unknown_key_names_position_and_suggests() -> None:
+    out = problems(BASE.replace("kind: haproxy", "kind: haproxy, adress: x"))
+    assert out == ["inv.yaml:3:32: frontends[0].adress: unknown key; did you mean 'address'?"]
+
+
+def test_every_problem_is_reported_not_only_the_first() -> None:
+    bad = BASE.replace("port: 8080", "port: 80800").replace("kind: haproxy", "kind: haprox")
+    out = problems(bad)
+    assert len(out) == 2
+    assert out[0].startswith("inv.yaml:3:") and "did you mean 'haproxy'" in out[0]
+    assert out[1].startswith("inv.yaml:7:") and "out of range 1..65535" in out[1]
+
+
+def test_wrong_types() -> None:
+    out = problems(BASE.replace("port: 8080", "port: '8080'"))
+    assert out == [
+        "inv.yaml:7:49: pools[0].servers[0].port: expected a whole number, got text '8080'"
+    ]
+    out = problems(BASE.replace("listen: [{port: 80}]", "listen: {port: 80}"))
+    assert "services[0].listen: expected a list" in out[0]
+
+
+def test_missing_required_key() -> None:
+    out = problems(BASE.replace("    default_pool: app\n", ""))
+    assert out == ["inv.yaml:9:5: services[0].default_pool: is required"]
+
+
+def test_duplicate_yaml_key() -> None:
+    out = problems(BASE.replace("cluster: t\n", "cluster: t\ncluster: u\n"))
+    assert out[0].startswith("inv.yaml:2:1: YAML: duplicate key")
+
+
+def test_yaml_syntax_error_has_position() -> None:
+    out = problems(BASE.replace("listen: [{port: 80}]", "listen: [{port: 80}"))
+    assert out[0].startswith("inv.yaml:") and "YAML" in out[0]
+
+
+def test_duplicate_names_and_missing_pool() -> None:
+    text = BASE.replace(
+        "  - {name: lb1, kind: haproxy, address: 192.0.2.10}",
+        "  - {name: lb1, kind: haproxy, address: 192.0.2.10}\n"
+        "  - {name: lb1, kind: nginx, address: 192.0.2.11}",
+    ).replace("default_pool: app", "default_pool: ap")
+    out = problems(text)
+    assert any("frontends[1].name: duplicate name 'lb1'" in p for p in out)
+    assert any(
+        "services[0].default_pool: no pool named 'ap'; did you mean 'app'?" in p for p in out
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("name: web1", "name: 'web1;x'", "not a valid name"),
+        ("name: web1", "name: 'web 1'", "not a valid name"),
+        ("name: web1", 'name: "web1\\nserver evil"', "line-break"),
+        ("name: web1", 'name: "web1\\u2028"', "line-break"),
+        ("name: web1", 'name: "web1\\x85"', "line-break"),
+        ("name: web1", 'name: "web1\\r"', "line-break"),
+        ("name: web1", 'name: "web1\\0"', "control"),
+        ("name: web1", "name: 'web1{'", "not a valid name"),
+        ("name: web1", "name: 'web1#'", "not a valid name"),
+        ("name: web1", "name: 'web$1'", "not a valid name"),
+        ("name: web1", "name: '<web1>'", "not a valid name"),
+        ("name: web1", "name: 'web\"1'", "not a valid name"),
+        ("address: 192.0.2.21", "address: 'evil.com;'", "not an IP address or host name"),
+        ("port: 8080", "port: 0", "out of range"),
+    ],
+)
+def test_hostile_values_are_refused(old: str, new: str, message: str) -> None:
+    out = problems(BASE.replace(old, new, 1) if old != "name: web1" else BASE.replace(old, new))
+    assert len(out) == 1 and message in out[0], out
+    assert out[0].startswith("inv.yaml:7:")
+
+
+def test_system_paths_are_refused() -> None:
+    out = problems(
+        BASE.replace("address: 192.0.2.10}", "address: 192.0.2.10, paths: {config: /etc/passwd}}")
+    )
+    assert "points at a system file" in out[0]
+    out = problems(
+        BASE.replace(
+            "address: 192.0.2.10}", "address: 192.0.2.10, paths: {config: /etc/haproxy/../shadow}}"
+        )
+    )
+    assert "not normalised" in out[0]
+
+
+def test_tls_key_at_system_file_is_refused() -> None:
+    text = BASE.replace(
+        "listen: [{port: 80}]",
+        "listen: [{port: 443, tls: true}]\n    tls: {certificate: a.crt, key: /etc/shadow}",
+    )
+    out = problems(text)
+    assert out == [
+        "inv.yaml:11:36: services[0].tls.key: path '/etc/shadow' points at a system file; clusterctl will not read it"
+    ]
+
+
+def test_sticky_on_tcp_service_and_tcp_on_nginx() -> None:
+    text = (
+        BASE.replace("kind: haproxy", "kind: nginx")
+        .replace("    servers:", "    sticky: {cookie: SRV}\n    servers:")
+        .replace("listen: [{port: 80}]", "mode: tcp\n    listen: [{port: 3306}]")
+    )
+    out = problems(text)
+    assert any("sticky cookies need HTTP" in p for p in out)
+    assert any("tcp service 'web' needs an haproxy front end" in p for p in out)
+
+
+def test_port_clash_between_services() -> None:
+    text = (
+        BASE + "  - {name: other, listen: [{port: 80, address: 192.0.2.10}], default_pool: app}\n"
+    )
+    out = problems(text)
+    assert out == [
+        "inv.yaml:12:35: services[1].listen[0].port: port 80 is already used by service 'web'"
+    ]
+
+
+def test_old_nginx_cannot_mix_sticky_and_backup() -> None:
+    text = (
+        BASE.replace("kind: haproxy", "kind: nginx")
+        .replace("    servers:", "    sticky: {cookie: SRV}\n    servers:")
+        .replace(
+            "port: 8080}",
+            "port: 8080}\n      - {name: web2, address: 192.0.2.22, port: 8080, backup: true}",
+        )
+    )
+    out = problems(text)
+    assert len(out) == 1 and "cannot combine backup servers with sticky sessions" in out[0]
+    ok = text.replace("address: 192.0.2.10}", "address: 192.0.2.10, version: '1.29.6'}")
+    assert parse(ok, "inv.yaml").frontends[0].version == "1.29.6"
+
+
+def test_commands_must_be_argument_lists() -> None:
+    out = problems(
+        BASE.replace(
+            "address: 192.0.2.10}", "address: 192.0.2.10, reload: 'systemctl reload haproxy'}"
+        )
+    )
+    assert "commands are lists of arguments" in out[0]
+    out = problems(BASE + "deploy: {command: [deploy, '{versoin}']}\n")
+    assert "unknown placeholder {versoin}" in out[0]
