@@ -258,22 +258,67 @@ def lock_break(inventory: Inventory, lock_id: str) -> None:
     _out(f"lock {lock_id} on {lock_fe.name} broken")
 
 
+LabName = Annotated[str, typer.Argument(help="Lab name; keys every namespace, address and path.")]
+
+
 @lab_app.command("up")
-def lab_up() -> None:
-    """Build the local lab."""
-    _not_built("lab up", 3)
+def lab_up(
+    name: LabName = "lab",
+    backends: Annotated[int, typer.Option("--backends", min=0, help="Backend hosts.")] = 3,
+    frontends: Annotated[
+        str, typer.Option("--frontends", help="Front-end kinds, comma-separated; may repeat.")
+    ] = "haproxy,nginx,apache",
+    output: OutputFormat = "text",
+) -> None:
+    """Build the local lab (idempotent): hosts in network namespaces with real sshd and servers."""
+    from clusterctl import lab
+
+    fmt = _output(output)
+    kinds = [k.strip() for k in frontends.split(",") if k.strip()]
+    info = lab.up(name, backends=backends, frontends=kinds)
+    if fmt == "json":
+        _out(info.to_json())
+        return
+    state = "already running" if info.already_running else "up"
+    _out(f"lab {info.name!r} {state} on {info.subnet}")
+    for h in info.hosts:
+        _out(f"  {h.name:<6} {h.role:<9} {h.kind:<8} {h.address:<16} {h.url}")
+    _out(f"inventory: {info.inventory_path}")
+    _out(
+        f"ssh: ssh -i {info.ssh_key_path} -o UserKnownHostsFile={info.known_hosts_path} root@ADDRESS"
+    )
+    _out(f"tear down: clusterctl lab down {info.name}")
 
 
 @lab_app.command("down")
-def lab_down() -> None:
-    """Remove the local lab."""
-    _not_built("lab down", 3)
+def lab_down(name: LabName = "lab") -> None:
+    """Remove the lab: every namespace, link, process and file it made."""
+    from clusterctl import lab
+
+    lab.down(name)
+    _out(f"lab {name!r} is down")
 
 
 @lab_app.command("status")
-def lab_status() -> None:
-    """Show the local lab's hosts."""
-    _not_built("lab status", 3)
+def lab_status(name: LabName = "lab", output: OutputFormat = "text") -> None:
+    """Each lab host and whether its SSH and service answer."""
+    import json
+
+    from clusterctl import lab
+
+    fmt = _output(output)
+    hosts = lab.status(name)
+    if fmt == "json":
+        _out(json.dumps([h.to_dict() for h in hosts], indent=2))
+    else:
+        for h in hosts:
+            _out(
+                f"{h.name:<6} {h.role:<9} {h.kind:<8} {h.address:<16} "
+                f"ssh {'up' if h.ssh else 'DOWN'}  service {'up' if h.service else 'DOWN'}"
+                f"{'  ' + h.detail if h.detail else ''}"
+            )
+    if not all(h.ok for h in hosts):
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ config, valid and loaded.
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from dataclasses import dataclass, replace
@@ -39,6 +40,16 @@ class HostResult:
     status: str  # changed | unchanged | failed | rolled back
     message: str
     seconds: float
+
+
+def checkpoint(step: str) -> None:
+    """Fault injection for tests: die like a killed process right after `step`.
+
+    CLUSTERCTL_FAULT_EXIT_AFTER=rename makes apply vanish between the rename and the reload,
+    as a lost laptop or a killed CI job would, so tests can prove the next run recovers.
+    """
+    if os.environ.get("CLUSTERCTL_FAULT_EXIT_AFTER") == step:
+        os._exit(137)
 
 
 def _check(result: Result, step: str) -> Result:
@@ -229,13 +240,19 @@ def apply_host(remote: Remote, inv: Inventory, fe: Frontend, plan: HostPlan) -> 
         return HostResult(fe.name, "changed", "finished a pending reload", _since(started))
 
     stage_and_validate(remote, inv, fe_now, run_id)
+    checkpoint("validate")
     for c in changes:
         write_file(remote, temp_path(c.path), c.new)
+    checkpoint("upload")
     _check(remote.sh(_BACKUP, BACKUP_DIR, *targets), "backup")
+    checkpoint("backup")
     _check(remote.sh(_SWAP, PENDING, run_id, *targets), "rename")
+    checkpoint("rename")
     try:
         reload_and_confirm(remote, fe_now)
+        checkpoint("reload")
         probe(remote, inv, fe_now)
+        checkpoint("probe")
     except StepFailed as failure:
         _rollback(remote, fe_now, targets)
         return HostResult(fe.name, "rolled back", str(failure), _since(started))
