@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -193,28 +194,132 @@ def apply(
         )
 
 
-@app.command()
-def rollout(inventory: Inventory) -> None:
-    """Upgrade backend nodes one by one: drain, deploy, check, restore."""
-    _not_built("rollout", 5)
+def _emitter(fmt: str) -> Callable[[Any], None]:
+    from clusterctl.rollout import event_json
+    from clusterctl.ui import console
+
+    err = console(stderr=True)
+
+    def emit(e: Any) -> None:
+        if fmt == "json":
+            _out(event_json(e))
+        else:
+            note = f" ({e.message})" if e.message else ""
+            err.print(f"{e.node:<8} {e.step:<8} {e.status:<7} {e.elapsed:6.2f}s{note}")
+
+    return emit
 
 
 @app.command()
-def drain(inventory: Inventory, node: str) -> None:
-    """Take a backend node out of service on every front end."""
-    _not_built("drain", 5)
+def rollout(
+    inventory: Inventory,
+    version: Annotated[str, typer.Option("--version", help="Release to roll out.")],
+    batch: Annotated[
+        str, typer.Option("--batch", help="Nodes at once: a count (2) or a percentage (25%).")
+    ] = "1",
+    pool: Annotated[
+        list[str] | None, typer.Option("--pool", help="Only nodes of this pool (repeatable).")
+    ] = None,
+    drain_timeout: Annotated[
+        float | None,
+        typer.Option("--drain-timeout", help="Seconds to wait for sessions (default: inventory)."),
+    ] = None,
+    cut: Annotated[
+        bool, typer.Option("--cut", help="Deploy anyway when sessions outlast the drain timeout.")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Skip nodes a stopped rollout already upgraded.")
+    ] = False,
+    output: OutputFormat = "text",
+    lock_wait: Annotated[
+        float, typer.Option("--lock-wait", min=0, help="Seconds to wait for the cluster lock.")
+    ] = 0.0,
+) -> None:
+    """Upgrade backend nodes one batch at a time: drain, deploy, check privately, restore."""
+    from clusterctl import rollout as ro
+    from clusterctl.execute.runner import cluster_lock
+    from clusterctl.model import load
+
+    fmt = _output(output)
+    inv = load(inventory)
+    opts = ro.Options(version, pool, batch, drain_timeout, cut, resume)
+    ro.plan_batches(inv, opts)  # refuse a batch that breaks the floor before touching anything
+    with cluster_lock(inv, f"rollout {version}", lock_wait):
+        report = ro.run(inv, opts, _emitter(fmt))
+    if fmt == "text":
+        _out(f"rolled out {version} to {', '.join(report.upgraded) or 'no node'}")
+        for t in report.times:
+            overhead = t.total - t.deploy - t.drain_wait
+            _out(
+                f"  {t.node}: {t.total:.2f}s (deploy {t.deploy:.2f}s, drain wait "
+                f"{t.drain_wait:.2f}s, overhead {overhead:.2f}s)"
+            )
 
 
 @app.command()
-def restore(inventory: Inventory, node: str) -> None:
-    """Put a drained backend node back into service on every front end."""
-    _not_built("restore", 5)
+def drain(
+    inventory: Inventory,
+    node: Annotated[str, typer.Argument(help="Backend server name.")],
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for sessions.")] = 60,
+    output: OutputFormat = "text",
+) -> None:
+    """Take a node out on every front end and wait until its sessions are gone."""
+    from clusterctl import rollout as ro
+    from clusterctl.execute.runner import cluster_lock
+    from clusterctl.model import load
+
+    fmt = _output(output)
+    inv = load(inventory)
+    ro.find_server(inv, node)
+    with cluster_lock(inv, f"drain {node}"), ro.open_cluster(inv) as cluster:
+        ro.drain(cluster, node, timeout, False, _emitter(fmt))
+    if fmt == "text":
+        _out(f"{node} is drained on every front end; test it privately, then: clusterctl restore")
 
 
 @app.command()
-def status(inventory: Inventory) -> None:
-    """Every server's state and sessions as each front end sees it."""
-    _not_built("status", 5)
+def restore(
+    inventory: Inventory,
+    node: Annotated[str, typer.Argument(help="Backend server name.")],
+    output: OutputFormat = "text",
+) -> None:
+    """Put a node back on every front end and wait until each reports it up."""
+    from clusterctl import rollout as ro
+    from clusterctl.execute.runner import cluster_lock
+    from clusterctl.model import load
+
+    fmt = _output(output)
+    inv = load(inventory)
+    ro.find_server(inv, node)
+    with cluster_lock(inv, f"restore {node}"), ro.open_cluster(inv) as cluster:
+        ro.restore(cluster, node, _emitter(fmt))
+    if fmt == "text":
+        _out(f"{node} is back in service on every front end")
+
+
+@app.command()
+def status(inventory: Inventory, output: OutputFormat = "text") -> None:
+    """Every server's state and current sessions as each front end sees it."""
+    import json
+    from dataclasses import asdict
+
+    from clusterctl import rollout as ro
+    from clusterctl.execute import admin
+    from clusterctl.model import load
+    from clusterctl.ui import console, print_views
+
+    fmt = _output(output)
+    inv = load(inventory)
+    with ro.open_cluster(inv) as cluster:
+        views = [
+            v
+            for chunk in cluster.each_frontend(lambda fe, r: admin.views(r, inv, fe))
+            for v in chunk
+        ]
+    if fmt == "json":
+        _out(json.dumps([asdict(v) for v in views], indent=2))
+    else:
+        print_views(views, console())
 
 
 @app.command()

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from clusterctl.execute.admin import ServerView
 from clusterctl.execute.apply import HostResult
 from clusterctl.plan import Plan
 
@@ -64,5 +65,22 @@ def print_results(results: list[HostResult], out: Console) -> None:
     for r in results:
         table.add_row(
             r.host, Text(r.status, style=styles.get(r.status, "")), f"{r.seconds:.1f}s", r.message
+        )
+    out.print(table)
+
+
+def print_views(views: list[ServerView], out: Console) -> None:
+    table = Table(show_edge=False)
+    for col in ("front end", "pool", "server", "state", "health", "sessions"):
+        table.add_column(col)
+    for v in views:
+        style = "" if v.state == "ready" and v.health != "down" else "yellow"
+        table.add_row(
+            v.frontend,
+            v.pool,
+            v.server,
+            Text(v.state, style=style),
+            v.health,
+            "-" if v.sessions is None else str(v.sessions),
         )
     out.print(table)
