@@ -1,0 +1,207 @@
+"""A bounded HTTP load client: steady GETs and POSTs, keep-alive on or off, every failure counted.
+
+It behaves as browsers do in one respect only: a request whose *reused* keep-alive connection
+was closed before any byte of the answer arrived is sent once more on a new connection (a server
+may close an idle connection at any moment; RFC 9112 section 9.3.1). Those resends are counted
+apart, so a report shows them. Everything else, a 5xx, a refused or reset connection, a timeout,
+is a failed request.
+
+It only sends to loopback and to the lab's 198.18.0.0/15 hosts, and stops by itself after
+`duration` seconds or `max_requests` requests.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from clusterctl.errors import ClusterctlError
+
+ALLOWED = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("198.18.0.0/15"))
+
+
+@dataclass
+class LoadReport:
+    requests: int = 0
+    failed: int = 0
+    resent: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    backends: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    def merge(self, other: LoadReport) -> None:
+        self.requests += other.requests
+        self.failed += other.failed
+        self.resent += other.resent
+        self.statuses.update(other.statuses)
+        self.errors.update(other.errors)
+        self.backends.update(other.backends)
+
+    def summary(self) -> str:
+        codes = ", ".join(f"{k}: {v}" for k, v in sorted(self.statuses.items()))
+        errs = ", ".join(f"{k}: {v}" for k, v in sorted(self.errors.items())) or "none"
+        return (
+            f"{self.requests} requests in {self.seconds:.1f}s, {self.failed} failed "
+            f"(status {codes or '-'}; errors {errs}; resent on closed keep-alive {self.resent})"
+        )
+
+
+def check_target(url: str) -> tuple[str, int, str]:
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ClusterctlError(f"load target {url!r} must be an http:// URL")
+    try:
+        address = ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        raise ClusterctlError(f"load target {url!r} must be an IP address") from None
+    if not any(address in net for net in ALLOWED):
+        raise ClusterctlError(
+            f"load target {address} is outside loopback and the lab's 198.18.0.0/15; refused"
+        )
+    return parts.hostname, parts.port or 80, parts.path or "/"
+
+
+class _Worker(threading.Thread):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        path: str,
+        keepalive: bool,
+        post_every: int,
+        deadline: float,
+        budget: _Budget,
+        timeout: float,
+        sticky: bool,
+    ) -> None:
+        super().__init__(daemon=True)
+        self.host, self.port, self.path = host, port, path
+        self.keepalive, self.post_every = keepalive, post_every
+        self.deadline, self.budget, self.timeout = deadline, budget, timeout
+        self.sticky = sticky
+        self.cookies: dict[str, str] = {}
+        self.report = LoadReport()
+        self.conn: http.client.HTTPConnection | None = None
+        self.used = False
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            self.used = False
+        return self.conn
+
+    def _drop(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+        self.conn = None
+
+    def _once(self, method: str, body: bytes | None) -> http.client.HTTPResponse:
+        conn = self._connection()
+        headers = {"Connection": "keep-alive" if self.keepalive else "close"}
+        if self.sticky and self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        if body is not None:
+            headers["Content-Type"] = "application/octet-stream"
+        conn.request(method, self.path, body=body, headers=headers)
+        return conn.getresponse()
+
+    def run(self) -> None:
+        n = 0
+        while time.monotonic() < self.deadline and self.budget.take():
+            n += 1
+            method = "POST" if self.post_every and n % self.post_every == 0 else "GET"
+            body = b"x" * 512 if method == "POST" else None
+            reused = self.conn is not None and self.used
+            try:
+                try:
+                    resp = self._once(method, body)
+                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                    if not reused:
+                        raise
+                    # The server closed an idle keep-alive connection as we reused it.
+                    self.report.resent += 1
+                    self._drop()
+                    resp = self._once(method, body)
+                data = resp.read()
+                self.used = True
+                self.report.requests += 1
+                self.report.statuses[resp.status] += 1
+                backend = resp.getheader("X-Backend")
+                if backend:
+                    self.report.backends[backend] += 1
+                for header, value in resp.getheaders():
+                    if header.lower() == "set-cookie":
+                        name, _, rest = value.partition("=")
+                        self.cookies[name.strip()] = rest.split(";", 1)[0]
+                if resp.status >= 500:
+                    self.report.failed += 1
+                    self.report.errors[f"HTTP {resp.status}: {data[:60]!r}"] += 1
+                if not self.keepalive or resp.will_close:
+                    self._drop()
+            except (OSError, http.client.HTTPException) as exc:
+                self.report.requests += 1
+                self.report.failed += 1
+                self.report.errors[type(exc).__name__] += 1
+                self._drop()
+        self._drop()
+
+
+class _Budget:
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            if self.left <= 0:
+                return False
+            self.left -= 1
+            return True
+
+
+class Load:
+    """Start with `start()`, stop with `stop()` (or let the bounds stop it); `report` after."""
+
+    def __init__(
+        self,
+        url: str,
+        clients: int = 4,
+        duration: float = 30.0,
+        max_requests: int = 100_000,
+        keepalive: bool = True,
+        post_every: int = 5,
+        timeout: float = 10.0,
+        sticky: bool = False,
+    ) -> None:
+        host, port, path = check_target(url)
+        if duration > 600:
+            raise ClusterctlError("load duration is bounded to 600 seconds")
+        self.started = time.monotonic()
+        deadline = self.started + duration
+        budget = _Budget(max_requests)
+        self.workers = [
+            _Worker(host, port, path, keepalive, post_every, deadline, budget, timeout, sticky)
+            for _ in range(clients)
+        ]
+        self._budget = budget
+
+    def start(self) -> Load:
+        for w in self.workers:
+            w.start()
+        return self
+
+    def stop(self) -> LoadReport:
+        self._budget.left = 0
+        for w in self.workers:
+            w.join(timeout=30)
+        report = LoadReport()
+        for w in self.workers:
+            report.merge(w.report)
+        report.seconds = time.monotonic() - self.started
+        return report
