@@ -426,6 +426,31 @@ def lab_status(name: LabName = "lab", output: OutputFormat = "text") -> None:
         raise typer.Exit(1)
 
 
+@lab_app.command("load")
+def lab_load(
+    name: LabName = "lab",
+    duration: Annotated[float, typer.Option("--duration", min=1, max=600, help="Seconds.")] = 20,
+    clients: Annotated[int, typer.Option("--clients", min=1, max=64, help="Per front end.")] = 4,
+    keepalive: Annotated[bool, typer.Option("--keepalive/--no-keepalive")] = True,
+) -> None:
+    """Send bounded steady traffic (GETs and POSTs) through every lab front end; count failures."""
+    from clusterctl import lab
+    from clusterctl.loadgen import Load
+
+    info = lab.info(name)
+    loads = {
+        h.name: Load(h.url, clients=clients, duration=duration, keepalive=keepalive).start()
+        for h in info.frontends
+    }
+    failed = 0
+    for host, load in loads.items():
+        report = load.wait()
+        failed += report.failed
+        _out(f"{host}: {report.summary()}")
+    if failed:
+        raise ClusterctlError(f"{failed} failed request(s) through the lab's front ends")
+
+
 def main() -> None:
     # click handles usage errors itself (exit 2); errors a user can cause are one line, exit 1.
     try:

@@ -197,9 +197,14 @@ class Load:
         return self
 
     def stop(self) -> LoadReport:
+        """Stop now (requests in flight finish) and report."""
         self._budget.left = 0
+        return self.wait()
+
+    def wait(self) -> LoadReport:
+        """Let the load run to its bounds and report."""
         for w in self.workers:
-            w.join(timeout=30)
+            w.join()
         report = LoadReport()
         for w in self.workers:
             report.merge(w.report)
