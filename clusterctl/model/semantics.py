@@ -144,6 +144,7 @@ def check_semantics(inv: Inventory) -> list[Problem]:
                     f"mysql check on a pool that http service {svc.name!r} uses",
                 )
     _check_ports(inv, r)
+    _check_pool_modes(inv, r)
 
     for fi, fe in enumerate(inv.frontends):
         where = f"frontends[{fi}]"
@@ -164,6 +165,21 @@ def _check_tcp(svc: Service, where: str, r: _Report) -> None:
         )
     if svc.tls is not None:
         r.add(svc, "tls", f"{where}.tls", "tls termination is for mode: http services")
+
+
+def _check_pool_modes(inv: Inventory, r: _Report) -> None:
+    modes: dict[str, str] = {}
+    for svc in inv.services:
+        for pool in service_pools(inv, svc):
+            first = modes.setdefault(pool.name, svc.mode)
+            if first != svc.mode:
+                r.add(
+                    pool,
+                    "name",
+                    f"pools[{inv.pools.index(pool)}]",
+                    f"used by both http and tcp services ({svc.name!r} is {svc.mode}); "
+                    f"give each mode its own pool",
+                )
 
 
 def _check_ports(inv: Inventory, r: _Report) -> None:

@@ -206,3 +206,11 @@ def test_commands_must_be_argument_lists() -> None:
     assert "commands are lists of arguments" in out[0]
     out = problems(BASE + "deploy: {command: [deploy, '{versoin}']}\n")
     assert "unknown placeholder {versoin}" in out[0]
+
+
+def test_pool_shared_by_http_and_tcp_services_is_refused() -> None:
+    text = BASE + "  - {name: raw, mode: tcp, listen: [{port: 9000}], default_pool: app}\n"
+    out = problems(text)
+    assert out == [
+        "inv.yaml:5:11: pools[0]: used by both http and tcp services ('raw' is tcp); give each mode its own pool"
+    ]
