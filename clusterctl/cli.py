@@ -322,10 +322,24 @@ def status(inventory: Inventory, output: OutputFormat = "text") -> None:
         print_views(views, console())
 
 
-@app.command()
-def verify(inventory: Inventory) -> None:
-    """Run testinfra checks against the real hosts of an inventory."""
-    _not_built("verify", 6)
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def verify(
+    ctx: typer.Context,
+    inventory: Inventory,
+    limit: Limit = None,
+    release: Annotated[
+        str | None, typer.Option("--release", help="Release every backend must serve.")
+    ] = None,
+) -> None:
+    """Check the real hosts with testinfra: services, ports, installed files, modes, admin access.
+
+    Extra arguments after `--` go to pytest (e.g. -- -x -k haproxy).
+    """
+    from clusterctl.verify import run_verify
+
+    rc = run_verify(inventory, _limit(limit), list(ctx.args), release=release)
+    if rc:
+        raise typer.Exit(rc)
 
 
 lock_app = typer.Typer(help="Show or break the cluster lock.")

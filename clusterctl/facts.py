@@ -16,8 +16,23 @@ from clusterctl.execute.ssh import Remote
 from clusterctl.model.schema import Frontend
 
 STATE_DIR = "/var/lib/clusterctl"
-PENDING = f"{STATE_DIR}/reload-pending"
 TMP_SUFFIX = ".clusterctl-new"
+
+
+def frontend_state_dir(fe_name: str) -> str:
+    """Where apply keeps one front end's backups, staging tree and reload-pending marker.
+
+    Per front end, not per machine: two front ends on one machine (an HAProxy for the TCP
+    services beside an nginx for the web, say) are applied in parallel and must never share a
+    backup folder or a marker, or one's rollback restores the other's files.
+    """
+    return f"{STATE_DIR}/frontends/{fe_name}"
+
+
+def pending_path(fe_name: str) -> str:
+    """The marker an interrupted apply leaves between its rename and its reload."""
+    return f"{frontend_state_dir(fe_name)}/reload-pending"
+
 
 _VERSION_RX = re.compile(r"(?:HAProxy version |nginx/|Apache/)(\d+(?:\.\d+){1,2})")
 
@@ -107,7 +122,7 @@ def gather(remote: Remote, fe: Frontend, secret: dict[str, bool]) -> HostFacts:
     """Facts of one front end for the files clusterctl renders there (path -> is secret)."""
     specs = [("S:" if is_secret else "P:") + path for path, is_secret in sorted(secret.items())]
     binary = version_binary(driver_for(fe.kind).kind)
-    result = remote.sh(_GATHER, PENDING, binary, *specs)
+    result = remote.sh(_GATHER, pending_path(fe.name), binary, *specs)
     if not result.ok:
         from clusterctl.errors import ClusterctlError
 

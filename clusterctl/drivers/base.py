@@ -92,6 +92,14 @@ class Driver:
     def validate_argv(self, config: str, root: str = "") -> list[str]:
         raise NotImplementedError
 
+    def before_reload(self, fe: Frontend) -> tuple[str, list[str]] | None:
+        """A fixed script and its arguments to run on the host before a reload, if any."""
+        return None
+
+    def after_reload(self, fe: Frontend) -> tuple[str, list[str]] | None:
+        """A fixed script and its arguments to run once a reload is confirmed, if any."""
+        return None
+
     def runtime_dirs(self, fe: Frontend) -> list[str]:
         """Folders the server expects to exist (created under the root when checking)."""
         return []

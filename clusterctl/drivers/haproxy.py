@@ -24,7 +24,26 @@ class HAProxyDriver(Driver):
     start = ("systemctl", "start", "haproxy")
 
     def validate_argv(self, config: str, root: str = "") -> list[str]:
-        return ["haproxy", "-c", "-q", "-f", config]
+        # No -q: with it, haproxy -c is silent about the error too ("rejected the config: ").
+        return ["haproxy", "-c", "-f", config]
+
+    def before_reload(self, fe: Frontend) -> tuple[str, list[str]] | None:
+        # Runtime states (a server drained through the admin socket) survive the reload only
+        # if they are in the server-state file the new process loads.
+        p = self.paths(fe)
+        script = (
+            '[ -S "$1" ] || exit 0; mkdir -p -- "$(dirname -- "$2")"; '
+            'printf "show servers state\\n" | socat -t 5 stdio "UNIX-CONNECT:$1" > "$2.tmp" '
+            '&& mv -f -- "$2.tmp" "$2"'
+        )
+        return script, [p.admin_socket, p.state_file]
+
+    def after_reload(self, fe: Frontend) -> tuple[str, list[str]] | None:
+        # A reload hands the old admin socket to the new process with its old mode (Debian's
+        # stock config makes it 0660): the config's `mode 600` only applies to a new socket.
+        return '[ -S "$1" ] || exit 0; chown root:root -- "$1" && chmod 600 -- "$1"', [
+            self.paths(fe).admin_socket
+        ]
 
     def runtime_dirs(self, fe: Frontend) -> list[str]:
         p = self.paths(fe)

@@ -39,7 +39,10 @@ from typing import Any
 from clusterctl.errors import ClusterctlError
 from clusterctl.lab import hostfiles
 
-LABS_ROOT = Path(os.environ.get("CLUSTERCTL_LAB_ROOT", "/var/lib/clusterctl/labs"))
+# Outside /var/lib/clusterctl, which every lab host gets a private copy of (its cluster lock,
+# backups and rollout state, as on separate machines).
+LABS_ROOT = Path(os.environ.get("CLUSTERCTL_LAB_ROOT", "/var/lib/clusterctl-labs"))
+_LEGACY_ROOT = Path("/var/lib/clusterctl/labs")
 LAB_NETWORK = ipaddress.ip_network("198.18.0.0/15")
 FRONTEND_KINDS = ("haproxy", "nginx", "apache")
 FRONTEND_BASE = 11
@@ -62,6 +65,7 @@ PRIVATE_DIRS = (
     "/var/log",
     "/var/lib/haproxy",
     "/var/lib/nginx",
+    "/var/lib/clusterctl",
     "/srv",
     "/tmp",  # noqa: S108
     "/root",
@@ -341,6 +345,9 @@ def _locate(name: str) -> Path:
     ref = _ref_path(name)
     if ref.exists():
         return Path(ref.read_text().strip())
+    legacy = _LEGACY_ROOT / name  # labs made before the root moved out of /var/lib/clusterctl
+    if not (LABS_ROOT / name).exists() and (legacy / "state.json").exists():
+        return legacy
     return LABS_ROOT / name
 
 
@@ -536,6 +543,7 @@ def _host_dir(state_dir: Path, host: LabHost) -> Path:
 def _binds(state_dir: Path, host: LabHost) -> list[tuple[str, str]]:
     root = _host_dir(state_dir, host) / "root"
     binds = []
+    Path("/var/lib/clusterctl").mkdir(mode=0o755, exist_ok=True)  # a mount point for hosts
     for target in PRIVATE_DIRS:
         if not Path(target).is_dir():
             continue

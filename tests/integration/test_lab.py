@@ -243,6 +243,10 @@ def test_hosts_have_private_filesystems(lab_ssh: SshRunner) -> None:
     assert lab_ssh("lb2", "test", "-e", "/etc/haproxy/probe", check=False).returncode == 1
     assert not Path("/srv/probe").exists()
     assert not Path("/etc/haproxy/probe").exists()
+    # clusterctl's own state (cluster lock, backups, markers) is per host, as on real machines.
+    lab_ssh("lb1", "mkdir -p /var/lib/clusterctl && echo lb1 > /var/lib/clusterctl/probe")
+    assert lab_ssh("lb2", "test", "-e", "/var/lib/clusterctl/probe", check=False).returncode == 1
+    assert not Path("/var/lib/clusterctl/probe").exists()
     # ...and a fresh-install /etc
     assert lab_ssh("lb2", "test", "-f", "/etc/nginx/mime.types", check=False).returncode == 0
 

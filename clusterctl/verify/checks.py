@@ -1,0 +1,315 @@
+"""The testinfra checks of `clusterctl verify`: a pytest module, one test per host and file.
+
+Run it through `clusterctl verify -i INVENTORY` (or `run_verify`), which tells it the inventory
+in CLUSTERCTL_VERIFY_INVENTORY (a lab by name: CLUSTERCTL_VERIFY_LAB), the hosts to check in
+CLUSTERCTL_VERIFY_LIMIT and the release every backend must serve in CLUSTERCTL_VERIFY_RELEASE.
+A molecule scenario's tests can `from clusterctl.verify.checks import *` to run them all.
+
+Every failure is one message naming the host and what is wrong, raised with pytest.fail
+(pytrace=False): no traceback, so no local variable (a rendered private key) is ever shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from clusterctl.errors import ClusterctlError
+from clusterctl.verify.plugin import HOST_PROPERTY, RELEASE_PROPERTY, ROLE_PROPERTY
+from clusterctl.verify.targets import (
+    SERVER_PROCESS,
+    BackendTarget,
+    Connections,
+    Expected,
+    FrontendTarget,
+    HostUnreachable,
+    Listener,
+    Settings,
+    Targets,
+    expected_files,
+    http_probe,
+    listening,
+    make_targets,
+    server_version,
+    tcp_connect,
+)
+
+__all__ = [
+    "conn",
+    "pytest_generate_tests",
+    "record_host",
+    "rendered",
+    "test_admin_port_closed_to_other_hosts",
+    "test_apache_balancer_manager_local_only",
+    "test_backend_health_and_release",
+    "test_frontend_listening",
+    "test_frontend_server_running",
+    "test_haproxy_admin_socket_private",
+    "test_installed_file",
+]
+
+
+def targets() -> Targets:
+    try:
+        return make_targets(Settings.from_env())
+    except ClusterctlError as exc:
+        raise pytest.UsageError(f"clusterctl verify: {exc}") from None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One test per front end, per installed file, per backend (ids name the host)."""
+    names = set(metafunc.fixturenames)
+    if not names & {"frontend", "haproxy_frontend", "apache_frontend", "rendered_file", "backend"}:
+        return
+    t = targets()
+    by_kind: dict[str, list[str]] = {}
+    for fe in t.frontends:
+        by_kind.setdefault(fe.kind, []).append(fe.name)
+    if "frontend" in names:
+        metafunc.parametrize("frontend", [fe.name for fe in t.frontends])
+    if "haproxy_frontend" in names:
+        metafunc.parametrize("haproxy_frontend", by_kind.get("haproxy", []))
+    if "apache_frontend" in names:
+        metafunc.parametrize("apache_frontend", by_kind.get("apache", []))
+    if "rendered_file" in names:
+        files = t.files()
+        metafunc.parametrize("rendered_file", files, ids=[f"{h}:{p}" for h, p in files])
+    if "backend" in names:
+        metafunc.parametrize("backend", [b.name for b in t.backends])
+
+
+# ------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="session")
+def conn() -> Iterator[Connections]:
+    """testinfra hosts over strict ssh, closed (control masters stopped) at the end."""
+    connections = Connections.open(targets())
+    try:
+        yield connections
+    finally:
+        connections.close()
+
+
+class Rendered:
+    """Per front end, every file as apply renders it for the server version the host runs."""
+
+    def __init__(self, conn: Connections) -> None:
+        self.conn = conn
+        self._files: dict[str, dict[str, Expected]] = {}
+
+    def files(self, name: str) -> dict[str, Expected]:
+        if name not in self._files:
+            t = self.conn.targets
+            fe = t.frontend(name)
+            version = server_version(self.conn.frontend(name), fe.kind)
+            self._files[name] = expected_files(t.inventory, fe, version)
+        return self._files[name]
+
+
+@pytest.fixture(scope="session")
+def rendered(conn: Connections) -> Rendered:
+    return Rendered(conn)
+
+
+@pytest.fixture(autouse=True)
+def record_host(request: pytest.FixtureRequest) -> None:
+    """Tag each test with its host, for the per-host summary."""
+    params: dict[str, Any] = getattr(getattr(request.node, "callspec", None), "params", {})
+    t = targets()
+    kinds = {fe.name: fe.kind for fe in t.frontends}
+    for key in ("frontend", "haproxy_frontend", "apache_frontend", "rendered_file"):
+        if key in params:
+            value = params[key]
+            name = value[0] if isinstance(value, tuple) else str(value)
+            request.node.user_properties.append((HOST_PROPERTY, name))
+            request.node.user_properties.append((ROLE_PROPERTY, kinds.get(name, "frontend")))
+            return
+    if "backend" in params:
+        request.node.user_properties.append((HOST_PROPERTY, str(params["backend"])))
+        request.node.user_properties.append((ROLE_PROPERTY, "backend"))
+
+
+def _fe(conn: Connections, name: str) -> FrontendTarget:
+    return next(fe for fe in conn.targets.frontends if fe.name == name)
+
+
+def _be(conn: Connections, name: str) -> BackendTarget:
+    return next(b for b in conn.targets.backends if b.name == name)
+
+
+def _fail(message: str) -> None:
+    pytest.fail(message, pytrace=False)
+
+
+@contextmanager
+def reach(name: str) -> Iterator[None]:
+    """A host ssh cannot run commands on fails the check in one line naming it."""
+    try:
+        yield
+    except HostUnreachable as exc:
+        raise pytest.fail.Exception(f"{name}: {exc}", pytrace=False) from None
+
+
+def _tcp_sockets(sockets: list[str]) -> str:
+    return ", ".join(s[len("tcp://") :] for s in sockets if s.startswith("tcp://")) or "none"
+
+
+# ------------------------------------------------------------------------------ front ends
+
+
+def test_frontend_server_running(frontend: str, conn: Connections) -> None:
+    """The server process (haproxy, nginx, apache2) runs on the front end."""
+    process = SERVER_PROCESS[_fe(conn, frontend).kind]
+    with reach(frontend):
+        running = conn.frontend(frontend).process.filter(comm=process)
+    if not running:
+        _fail(f"{frontend}: no {process} process is running")
+
+
+def test_frontend_listening(frontend: str, conn: Connections) -> None:
+    """Every port of every service the front end serves is listening."""
+    fe = _fe(conn, frontend)
+    with reach(frontend):
+        sockets = conn.frontend(frontend).socket.get_listening_sockets()
+    missing = [ln for ln in fe.listeners if not listening(sockets, ln)]
+    if missing:
+        want = ", ".join(f"{ln.address}:{ln.port}" for ln in missing)
+        _fail(
+            f"{frontend} ({fe.kind}): nothing listens on {want}; listening: {_tcp_sockets(sockets)}"
+        )
+
+
+def _file_problems(conn: Connections, name: str, exp: Expected) -> list[str]:
+    f = conn.frontend(name).file(exp.path)
+    if not f.exists:
+        return ["missing"]
+    if not f.is_file:
+        return ["not a regular file"]
+    problems: list[str] = []
+    mode = int(f.mode)
+    if mode != exp.mode:
+        problems.append(f"mode {mode:04o}, expected {exp.mode:04o}")
+    owner, group = str(f.user), str(f.group)
+    if (owner, group) != (exp.owner, exp.group):
+        problems.append(f"owner {owner}:{group}, expected {exp.owner}:{exp.group}")
+    live_sha = str(f.sha256sum)
+    if live_sha != exp.sha256:
+        if exp.secret:
+            problems.append(
+                f"content differs (sha256 {live_sha} on the host, {exp.sha256} rendered; "
+                "secret: content not shown)"
+            )
+        else:
+            problems.append("content differs from the rendered file:\n" + exp.diff(f.content, name))
+    return problems
+
+
+def test_installed_file(
+    rendered_file: tuple[str, str], conn: Connections, rendered: Rendered
+) -> None:
+    """The file on the host is what clusterctl renders, byte for byte, with its owner and mode.
+
+    Secret files (private keys) are compared by checksum only; their content is never shown.
+    """
+    name, path = rendered_file
+    with reach(name):
+        problems = _file_problems(conn, name, rendered.files(name)[path])
+    if problems:
+        _fail(f"{name}: {path}: " + "; ".join(problems))
+
+
+def test_haproxy_admin_socket_private(haproxy_frontend: str, conn: Connections) -> None:
+    """HAProxy's runtime API is a unix socket only root can use: mode 0600, owner root."""
+    name = haproxy_frontend
+    sock = _fe(conn, name).admin_socket
+    with reach(name):
+        f = conn.frontend(name).file(sock)
+        exists, is_socket = bool(f.exists), bool(f.exists and f.is_socket)
+        mode, owner = (int(f.mode), str(f.user)) if is_socket else (0, "")
+    if not exists:
+        _fail(f"{name}: HAProxy admin socket {sock} does not exist")
+    if not is_socket:
+        _fail(f"{name}: {sock} is not a unix socket")
+    problems = []
+    if mode != 0o600:
+        problems.append(
+            f"mode {mode:04o}, expected 0600 (a reload keeps the socket the previous haproxy "
+            "made, with its old mode: restart haproxy, or chmod it)"
+        )
+    if owner != "root":
+        problems.append(f"owner {owner}, expected root")
+    if problems:
+        _fail(f"{name}: HAProxy admin socket {sock}: " + "; ".join(problems))
+
+
+def _witness(conn: Connections, fe: FrontendTarget) -> str | None:
+    """Another host of the inventory to connect from: a backend first, else a front end."""
+    aliases = sorted(conn.endpoints, key=lambda a: (not a.startswith("be."), a))
+    for alias in aliases:
+        if alias != f"fe.{fe.name}" and conn.endpoints[alias].address != fe.address:
+            return alias
+    return None
+
+
+def test_admin_port_closed_to_other_hosts(frontend: str, conn: Connections) -> None:
+    """The admin port (Apache's balancer-manager) refuses connections from other hosts."""
+    fe = _fe(conn, frontend)
+    if fe.admin_port in {ln.port for ln in fe.listeners}:
+        pytest.skip(f"{frontend}: port {fe.admin_port} is a service port")
+    alias = _witness(conn, fe)
+    if alias is None:
+        pytest.skip(f"{frontend}: no other host in the inventory to connect from")
+    other = alias.split(".", 1)[1]
+    public = next((ln for ln in fe.listeners if ln.address in ("*", fe.address)), None)
+    with reach(other):
+        witness = conn.host(alias)
+        admin_rc = tcp_connect(witness, fe.address, fe.admin_port)
+        public_rc = tcp_connect(witness, fe.address, public.port) if public is not None else 0
+    if admin_rc == 0:
+        _fail(
+            f"{frontend}: admin port {fe.address}:{fe.admin_port} accepts connections from {other}"
+        )
+    if public is not None and public_rc != 0:
+        _fail(
+            f"{frontend}: cannot tell whether the admin port is closed: {other} cannot "
+            f"reach the service port {fe.address}:{public.port} either"
+        )
+
+
+def test_apache_balancer_manager_local_only(apache_frontend: str, conn: Connections) -> None:
+    """balancer-manager listens on 127.0.0.1 only, and answers there (drain needs it)."""
+    name = apache_frontend
+    port = _fe(conn, name).admin_port
+    with reach(name):
+        host = conn.frontend(name)
+        sockets = host.socket.get_listening_sockets()
+        status, _, err = http_probe(host, f"http://127.0.0.1:{port}/balancer-manager", "Server")
+    if not listening(sockets, Listener("127.0.0.1", port)):
+        _fail(f"{name}: balancer-manager is not listening on 127.0.0.1:{port}")
+    if listening(sockets, Listener("*", port)):
+        _fail(f"{name}: port {port} listens on every address, not only 127.0.0.1")
+    if status != 200:
+        _fail(f"{name}: balancer-manager on 127.0.0.1:{port} answered {status or err}")
+
+
+# ------------------------------------------------------------------------------ backends
+
+
+def test_backend_health_and_release(
+    backend: str, conn: Connections, request: pytest.FixtureRequest
+) -> None:
+    """The node answers its health URL (asked on the node itself), with the expected release."""
+    b = _be(conn, backend)
+    with reach(backend):
+        status, release, err = http_probe(conn.backend(backend), b.health_url, b.version_header)
+    request.node.user_properties.append((RELEASE_PROPERTY, release or "unknown"))
+    if status != b.expect:
+        said = f"{status}" if status else f"nothing ({err or 'no answer'})"
+        _fail(f"{backend}: {b.health_url} answered {said}; expected {b.expect}")
+    want = conn.targets.settings.release
+    if want is not None and release != want:
+        _fail(f"{backend}: serves release {release or 'unknown'}, expected {want}")

@@ -1,0 +1,76 @@
+"""pytest plugin for `clusterctl verify`: a summary line per host after the run.
+
+Loaded by run_verify with `-p clusterctl.verify.plugin`; a molecule scenario's conftest.py can
+import its hooks. Tests say which host they check in their user_properties (checks.py does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+HOST_PROPERTY = "clusterctl_host"
+ROLE_PROPERTY = "clusterctl_role"
+RELEASE_PROPERTY = "clusterctl_release"
+
+
+@dataclass
+class HostTally:
+    role: str = ""
+    passed: int = 0
+    skipped: int = 0
+    failed: list[str] = field(default_factory=list)
+    release: str = ""
+
+    def line(self, host: str) -> str:
+        parts = [f"{self.passed} passed"]
+        if self.failed:
+            parts.append(f"{len(self.failed)} failed: {', '.join(self.failed)}")
+        if self.skipped:
+            parts.append(f"{self.skipped} skipped")
+        release = f"; release {self.release}" if self.release else ""
+        state = "FAILED" if self.failed else "ok"
+        return f"{host:<12} {self.role:<8} {state:<6} {', '.join(parts)}{release}"
+
+
+class Tally:
+    """Outcomes per host, collected as tests report and printed at the end."""
+
+    def __init__(self) -> None:
+        self.hosts: dict[str, HostTally] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        props = dict(report.user_properties)
+        host = props.get(HOST_PROPERTY)
+        if not host:
+            return
+        tally = self.hosts.setdefault(str(host), HostTally())
+        tally.role = str(props.get(ROLE_PROPERTY, tally.role))
+        if RELEASE_PROPERTY in props:
+            tally.release = str(props[RELEASE_PROPERTY])
+        test = report.nodeid.rsplit("::", 1)[-1]
+        if report.when != "call" and report.outcome == "passed":
+            return  # setup and teardown that went well say nothing
+        if report.outcome == "passed":
+            tally.passed += 1
+        elif report.outcome == "skipped":
+            tally.skipped += 1
+        elif test not in tally.failed:
+            tally.failed.append(test)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if not self.hosts:
+            return
+        terminalreporter.section("clusterctl verify: per host")
+        hosts = self.hosts
+        for host in sorted(hosts, key=lambda h: (hosts[h].role == "backend", h)):
+            terminalreporter.write_line(hosts[host].line(host))
+
+
+PLUGIN_NAME = "clusterctl-verify-tally"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.pluginmanager.has_plugin(PLUGIN_NAME):
+        config.pluginmanager.register(Tally(), PLUGIN_NAME)

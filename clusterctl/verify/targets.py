@@ -1,0 +1,427 @@
+"""What `clusterctl verify` checks and how it reaches each host: everything but the checks.
+
+The inventory is read locally; the hosts are reached with testinfra's ssh backend (the real
+OpenSSH client) through an ssh_config written here from the same endpoints apply and rollout
+use (user, port, identity, known_hosts, jump), with strict host-key checking: an unknown or
+changed host key is an error, never a prompt or a warning. ssh runs with `-F` on that file
+alone, so neither ~/.ssh/config nor /etc/ssh/ssh_config can loosen it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from clusterctl.drivers import driver_for
+from clusterctl.errors import ClusterctlError
+from clusterctl.execute.deploy import health_url
+from clusterctl.execute.endpoints import frontend_endpoints, server_endpoints
+from clusterctl.execute.ssh import Endpoint
+from clusterctl.facts import HostFacts, parse_gather, version_binary
+from clusterctl.model import load
+from clusterctl.model.schema import Frontend, Inventory
+from clusterctl.model.semantics import frontend_services
+from clusterctl.plan import effective_frontend
+from clusterctl.render import render_frontend
+
+ENV_INVENTORY = "CLUSTERCTL_VERIFY_INVENTORY"
+ENV_LAB = "CLUSTERCTL_VERIFY_LAB"
+ENV_LIMIT = "CLUSTERCTL_VERIFY_LIMIT"
+ENV_RELEASE = "CLUSTERCTL_VERIFY_RELEASE"
+
+SERVER_PROCESS = {"haproxy": "haproxy", "nginx": "nginx", "apache": "apache2"}
+SBIN = "PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin; "
+DIFF_LINES = 60
+
+
+# ------------------------------------------------------------------------------ settings
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Which inventory, which hosts, which release: from the environment run_verify sets."""
+
+    inventory: Path
+    limit: tuple[str, ...] | None = None
+    release: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        path = env.get(ENV_INVENTORY, "").strip()
+        lab = env.get(ENV_LAB, "").strip()
+        if not path and lab:
+            from clusterctl import lab as labmod
+
+            path = str(labmod.info(lab).inventory_path)
+        if not path:
+            raise ClusterctlError(
+                f"set {ENV_INVENTORY} to an inventory file (or {ENV_LAB} to a lab name); "
+                "`clusterctl verify -i INVENTORY` does this for you"
+            )
+        limit = tuple(x.strip() for x in env.get(ENV_LIMIT, "").split(",") if x.strip())
+        release = env.get(ENV_RELEASE, "").strip() or None
+        return cls(Path(path).expanduser().resolve(), limit or None, release)
+
+
+# ------------------------------------------------------------------------------ the plan
+
+
+@dataclass(frozen=True)
+class Listener:
+    address: str  # "*" for every address
+    port: int
+
+
+@dataclass(frozen=True)
+class FrontendTarget:
+    name: str
+    kind: str
+    address: str
+    paths: tuple[str, ...]  # every file clusterctl installs there
+    secret: frozenset[str]
+    listeners: tuple[Listener, ...]
+    admin_port: int
+    admin_socket: str  # HAProxy's runtime API socket; "" for other kinds
+
+
+@dataclass(frozen=True)
+class BackendTarget:
+    name: str
+    address: str
+    health_url: str
+    expect: int
+    version_header: str
+
+
+@dataclass(frozen=True)
+class Targets:
+    settings: Settings
+    inventory: Inventory
+    frontends: tuple[FrontendTarget, ...]
+    backends: tuple[BackendTarget, ...]
+
+    def frontend(self, name: str) -> Frontend:
+        return next(fe for fe in self.inventory.frontends if fe.name == name)
+
+    def files(self) -> list[tuple[str, str]]:
+        """(front end, path) of every file to compare."""
+        return [(fe.name, p) for fe in self.frontends for p in fe.paths]
+
+
+def backend_servers(inv: Inventory) -> list[tuple[str, str, str, int, str]]:
+    """The nodes a rollout manages, once each: (name, address, health URL, expect, header)."""
+    from clusterctl.rollout import rollout_pools
+
+    seen: dict[str, tuple[str, str, str, int, str]] = {}
+    for pool in rollout_pools(inv, None):
+        for s in pool.servers:
+            seen.setdefault(
+                s.name,
+                (
+                    s.name,
+                    s.address,
+                    health_url(inv.deploy, s),
+                    inv.deploy.health.expect,
+                    inv.deploy.health.version_header,
+                ),
+            )
+    return list(seen.values())
+
+
+def _frontend_target(inv: Inventory, fe: Frontend) -> FrontendTarget:
+    files = render_frontend(inv, fe)
+    listeners = {
+        Listener(ln.address, ln.port) for svc in frontend_services(inv, fe) for ln in svc.listen
+    }
+    return FrontendTarget(
+        name=fe.name,
+        kind=fe.kind,
+        address=fe.address,
+        paths=tuple(sorted(files)),
+        secret=frozenset(p for p, f in files.items() if f.secret),
+        listeners=tuple(sorted(listeners, key=lambda ln: (ln.port, ln.address))),
+        admin_port=fe.admin_port,
+        admin_socket=driver_for(fe.kind).paths(fe).admin_socket if fe.kind == "haproxy" else "",
+    )
+
+
+@cache
+def make_targets(settings: Settings) -> Targets:
+    """Read the inventory and list what to check; no host is contacted."""
+    inv = load(settings.inventory)
+    fe_names = [fe.name for fe in inv.frontends]
+    servers = backend_servers(inv)
+    be_names = [s[0] for s in servers]
+    if settings.limit:
+        known = set(fe_names) | {s.name for p in inv.pools for s in p.servers}
+        unknown = [n for n in settings.limit if n not in known]
+        if unknown:
+            raise ClusterctlError(
+                f"--limit names unknown host(s) {', '.join(unknown)} "
+                f"(front ends: {', '.join(fe_names)}; backends: {', '.join(be_names) or 'none'})"
+            )
+        wanted = set(settings.limit)
+    else:
+        wanted = set(fe_names) | set(be_names)
+    return Targets(
+        settings=settings,
+        inventory=inv,
+        frontends=tuple(_frontend_target(inv, fe) for fe in inv.frontends if fe.name in wanted),
+        backends=tuple(
+            BackendTarget(name, address, url, expect, header)
+            for name, address, url, expect, header in servers
+            if name in wanted
+        ),
+    )
+
+
+# ------------------------------------------------------------------------------ ssh_config
+
+
+def _value(text: str) -> str:
+    if any(c in text for c in '"\n\r\0'):
+        raise ClusterctlError(f"cannot put {text!r} in an ssh_config")
+    return f'"{text}"' if any(c.isspace() for c in text) else text
+
+
+def _block(alias: str, ep: Endpoint, control_dir: Path, jump_alias: str | None) -> str:
+    known_hosts = str(Path(ep.known_hosts or "~/.ssh/known_hosts").expanduser())
+    lines = [
+        f"Host {alias}",
+        f"  HostName {_value(ep.address)}",
+        f"  User {_value(ep.user)}",
+        f"  Port {ep.port}",
+        "  StrictHostKeyChecking yes",
+        f"  UserKnownHostsFile {_value(known_hosts)}",
+        "  GlobalKnownHostsFile /dev/null",
+        "  UpdateHostKeys no",
+        "  CheckHostIP no",
+        "  BatchMode yes",
+        "  PasswordAuthentication no",
+        "  KbdInteractiveAuthentication no",
+        "  ForwardAgent no",
+        "  ForwardX11 no",
+        "  ClearAllForwardings yes",
+        "  IdentitiesOnly yes",
+        f"  ConnectTimeout {int(ep.connect_timeout)}",
+        "  ServerAliveInterval 10",
+        "  ServerAliveCountMax 3",
+        "  ControlMaster auto",
+        f"  ControlPath {_value(str(control_dir))}/%C",
+        "  ControlPersist 30s",
+        "  LogLevel ERROR",
+    ]
+    if ep.identity:
+        lines.append(f"  IdentityFile {_value(str(Path(ep.identity).expanduser()))}")
+    if jump_alias:
+        lines.append(f"  ProxyJump {jump_alias}")
+    return "\n".join(lines) + "\n"
+
+
+def ssh_config_text(endpoints: dict[str, Endpoint], control_dir: Path) -> str:
+    """One Host block per alias (and one per jump host), strict in every one."""
+    blocks = ["# Written by clusterctl verify; used with ssh -F, nothing else is read.\n"]
+    for alias, ep in endpoints.items():
+        jump_alias = None
+        if ep.jump is not None:
+            jump_alias = f"{alias}.jump"
+            blocks.append(_block(jump_alias, ep.jump, control_dir, None))
+        blocks.append(_block(alias, ep, control_dir, jump_alias))
+    return "\n".join(blocks)
+
+
+def frontend_alias(name: str) -> str:
+    return f"fe.{name}"
+
+
+def backend_alias(name: str) -> str:
+    return f"be.{name}"
+
+
+class HostUnreachable(ClusterctlError):
+    """ssh could not run a command on a host (refused, unknown or changed host key, down)."""
+
+
+def _guard(backend: Any, alias: str, ep: Endpoint) -> None:
+    """Turn testinfra's RuntimeError on ssh's exit status 255 into one line naming the host."""
+    run_ssh = backend.run_ssh
+
+    def guarded(command: str) -> Any:
+        try:
+            return run_ssh(command)
+        except RuntimeError as exc:
+            out = exc.args[0] if exc.args else None
+            said = str(getattr(out, "stderr", "") or exc).strip().replace("\r", "")
+            said = " | ".join(line for line in said.splitlines() if line.strip())
+            raise HostUnreachable(
+                f"ssh to {ep.user}@{ep.address} port {ep.port} failed: {said or 'exit status 255'}"
+            ) from None
+
+    backend.run_ssh = guarded
+
+
+@dataclass
+class Connections:
+    """testinfra hosts for every front end and backend of an inventory, over strict ssh."""
+
+    targets: Targets
+    workdir: Path
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    _hosts: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, targets: Targets) -> Connections:
+        inv = targets.inventory
+        workdir = Path(tempfile.mkdtemp(prefix="clusterctl-verify-"))
+        eps = {frontend_alias(n): ep for n, ep in frontend_endpoints(inv).items()}
+        eps.update({backend_alias(n): ep for n, ep in server_endpoints(inv).items()})
+        control = workdir / "cm"
+        control.mkdir(mode=0o700)
+        (workdir / "ssh_config").write_text(ssh_config_text(eps, control))
+        return cls(targets, workdir, eps)
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.workdir / "ssh_config"
+
+    def host(self, alias: str) -> Any:
+        """The testinfra Host for an alias (fe.NAME or be.NAME)."""
+        if alias not in self.endpoints:
+            raise ClusterctlError(f"no host {alias!r} in the inventory")
+        if alias not in self._hosts:
+            import testinfra
+
+            host = testinfra.get_host(
+                f"ssh://{alias}",
+                ssh_config=str(self.ssh_config),
+                controlpersist=0,  # the ssh_config sets ControlMaster/ControlPath itself
+                sudo=self.endpoints[alias].sudo,
+            )
+            _guard(host.backend, alias, self.endpoints[alias])
+            self._hosts[alias] = host
+        return self._hosts[alias]
+
+    def frontend(self, name: str) -> Any:
+        return self.host(frontend_alias(name))
+
+    def backend(self, name: str) -> Any:
+        return self.host(backend_alias(name))
+
+    def close(self) -> None:
+        """Stop the ssh control masters this run started, then remove the folder."""
+        for alias in self._hosts:
+            for target in (alias, f"{alias}.jump"):
+                if target == alias or self.endpoints[alias].jump is not None:
+                    with contextlib.suppress(OSError, subprocess.SubprocessError):
+                        subprocess.run(
+                            ["ssh", "-F", str(self.ssh_config), "-O", "exit", target],
+                            capture_output=True,
+                            timeout=10,
+                            check=False,
+                        )
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------ expectations
+
+
+@dataclass(frozen=True)
+class Expected:
+    """One file as clusterctl renders it; the content stays here, never in a message."""
+
+    path: str
+    sha256: str
+    mode: int
+    owner: str
+    group: str
+    secret: bool
+    _content: bytes = field(repr=False, compare=False)
+
+    def diff(self, live: bytes, host: str) -> str:
+        """A short unified diff live -> rendered; empty for secret files."""
+        if self.secret:
+            return ""
+        lines = list(
+            difflib.unified_diff(
+                live.decode(errors="replace").splitlines(),
+                self._content.decode(errors="replace").splitlines(),
+                f"{self.path} (on {host})",
+                f"{self.path} (rendered)",
+                lineterm="",
+            )
+        )
+        more = len(lines) - DIFF_LINES
+        return "\n".join(lines[:DIFF_LINES]) + (f"\n... {more} more line(s)" if more > 0 else "")
+
+
+def server_version(host: Any, kind: str) -> str | None:
+    """The version the front end's server reports (apply renders for it, when unpinned)."""
+    res = host.run(SBIN + "%s -v 2>&1 | head -n 1", version_binary(kind))
+    return parse_gather("", "VERSION " + res.stdout.strip()).version
+
+
+def expected_files(inv: Inventory, fe: Frontend, version: str | None) -> dict[str, Expected]:
+    """What apply would have installed on `fe` for a server of `version`."""
+    eff = effective_frontend(fe, HostFacts(fe.name, version))
+    return {
+        path: Expected(path, f.sha256, f.mode, f.owner, f.group, f.secret, f.content)
+        for path, f in render_frontend(inv, eff).items()
+    }
+
+
+# ------------------------------------------------------------------------------ probes
+
+
+def tcp_connect(host: Any, address: str, port: int, timeout: int = 5) -> int:
+    """Exit status of a TCP connect from `host`: 0 connected, else refused/unreachable/timeout."""
+    res = host.run(
+        "timeout %s bash -c %s %s %s",
+        str(timeout),
+        'exec 3<>"/dev/tcp/$0/$1"',
+        address,
+        str(port),
+    )
+    return int(res.rc)
+
+
+def http_probe(host: Any, url: str, header: str) -> tuple[int, str | None, str]:
+    """(status, value of `header`, error) of GET `url` asked on `host` itself."""
+    res = host.run("curl -sS --max-time 5 -o /dev/null -D - -- %s", url)
+    status = 0
+    value = None
+    want = header.lower() + ":"
+    for line in res.stdout.splitlines():
+        if line.startswith("HTTP/"):
+            parts = line.split()
+            status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        elif line.lower().startswith(want):
+            value = line.split(":", 1)[1].strip()
+    return status, value, res.stderr.strip()
+
+
+def listening(sockets: list[str], want: Listener) -> bool:
+    """Whether `want` is served by one of testinfra's listening sockets (tcp://ADDR:PORT)."""
+    found = set()
+    for s in sockets:
+        if not s.startswith("tcp://"):
+            continue
+        addr, _, port = s[len("tcp://") :].rpartition(":")
+        if port.isdigit():
+            found.add((addr.strip("[]"), int(port)))
+    wildcard = {("0.0.0.0", want.port), ("::", want.port)}  # noqa: S104 - a listening socket
+    if want.address == "*":
+        return bool(found & wildcard)
+    if (want.address, want.port) in found:
+        return True
+    family_any = ("::", want.port) if ":" in want.address else ("0.0.0.0", want.port)  # noqa: S104
+    return family_any in found or ("::", want.port) in found
