@@ -195,6 +195,8 @@ def apply(
 
 
 def _emitter(fmt: str) -> Callable[[Any], None]:
+    from rich.text import Text
+
     from clusterctl.rollout import event_json
     from clusterctl.ui import console
 
@@ -205,7 +207,7 @@ def _emitter(fmt: str) -> Callable[[Any], None]:
             _out(event_json(e))
         else:
             note = f" ({e.message})" if e.message else ""
-            err.print(f"{e.node:<8} {e.step:<8} {e.status:<7} {e.elapsed:6.2f}s{note}")
+            err.print(Text(f"{e.node:<8} {e.step:<8} {e.status:<7} {e.elapsed:6.2f}s{note}"))
 
     return emit
 

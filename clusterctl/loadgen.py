@@ -33,7 +33,10 @@ class LoadReport:
     statuses: Counter[int] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     backends: Counter[str] = field(default_factory=Counter)
+    # "backend/release" of every answer carrying both headers (the lab app sends them).
+    served: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    slowest: float = 0.0  # seconds of the longest request, answered or failed
 
     def merge(self, other: LoadReport) -> None:
         self.requests += other.requests
@@ -42,18 +45,25 @@ class LoadReport:
         self.statuses.update(other.statuses)
         self.errors.update(other.errors)
         self.backends.update(other.backends)
+        self.served.update(other.served)
+        self.slowest = max(self.slowest, other.slowest)
 
     def summary(self) -> str:
         codes = ", ".join(f"{k}: {v}" for k, v in sorted(self.statuses.items()))
         errs = ", ".join(f"{k}: {v}" for k, v in sorted(self.errors.items())) or "none"
         return (
             f"{self.requests} requests in {self.seconds:.1f}s, {self.failed} failed "
-            f"(status {codes or '-'}; errors {errs}; resent on closed keep-alive {self.resent})"
+            f"(status {codes or '-'}; errors {errs}; resent on closed keep-alive {self.resent}; "
+            f"slowest {self.slowest:.2f}s)"
         )
 
 
 def check_target(url: str) -> tuple[str, int, str]:
     parts = urlsplit(url)
+    try:
+        port = parts.port or 80
+    except ValueError:
+        raise ClusterctlError(f"load target {url!r} has an invalid port") from None
     if parts.scheme != "http" or not parts.hostname:
         raise ClusterctlError(f"load target {url!r} must be an http:// URL")
     try:
@@ -64,7 +74,8 @@ def check_target(url: str) -> tuple[str, int, str]:
         raise ClusterctlError(
             f"load target {address} is outside loopback and the lab's 198.18.0.0/15; refused"
         )
-    return parts.hostname, parts.port or 80, parts.path or "/"
+    path = parts.path or "/"
+    return parts.hostname, port, f"{path}?{parts.query}" if parts.query else path
 
 
 class _Worker(threading.Thread):
@@ -79,13 +90,15 @@ class _Worker(threading.Thread):
         budget: _Budget,
         timeout: float,
         sticky: bool,
+        think: float = 0.0,
+        cookies: dict[str, str] | None = None,
     ) -> None:
         super().__init__(daemon=True)
         self.host, self.port, self.path = host, port, path
         self.keepalive, self.post_every = keepalive, post_every
         self.deadline, self.budget, self.timeout = deadline, budget, timeout
-        self.sticky = sticky
-        self.cookies: dict[str, str] = {}
+        self.sticky, self.think = sticky, think
+        self.cookies: dict[str, str] = dict(cookies or {})
         self.report = LoadReport()
         self.conn: http.client.HTTPConnection | None = None
         self.used = False
@@ -114,10 +127,13 @@ class _Worker(threading.Thread):
     def run(self) -> None:
         n = 0
         while time.monotonic() < self.deadline and self.budget.take():
+            if n and self.think:
+                time.sleep(self.think)
             n += 1
             method = "POST" if self.post_every and n % self.post_every == 0 else "GET"
             body = b"x" * 512 if method == "POST" else None
             reused = self.conn is not None and self.used
+            began = time.monotonic()
             try:
                 try:
                     resp = self._once(method, body)
@@ -135,6 +151,9 @@ class _Worker(threading.Thread):
                 backend = resp.getheader("X-Backend")
                 if backend:
                     self.report.backends[backend] += 1
+                    release = resp.getheader("X-Release")
+                    if release:
+                        self.report.served[f"{backend}/{release}"] += 1
                 for header, value in resp.getheaders():
                     if header.lower() == "set-cookie":
                         name, _, rest = value.partition("=")
@@ -149,6 +168,7 @@ class _Worker(threading.Thread):
                 self.report.failed += 1
                 self.report.errors[type(exc).__name__] += 1
                 self._drop()
+            self.report.slowest = max(self.report.slowest, time.monotonic() - began)
         self._drop()
 
 
@@ -178,21 +198,41 @@ class Load:
         post_every: int = 5,
         timeout: float = 10.0,
         sticky: bool = False,
+        think: float = 0.0,
+        cookies: dict[str, str] | None = None,
     ) -> None:
+        """`clients` send one request after another, each `think` seconds after the last answer
+        (0: at once); `sticky` clients send back the cookies they were given, as browsers do,
+        starting with `cookies` (to pin them to one server from their first request)."""
         host, port, path = check_target(url)
-        if duration > 600:
+        if not 0 < duration <= 600:
             raise ClusterctlError("load duration is bounded to 600 seconds")
+        self.duration = duration
         self.started = time.monotonic()
-        deadline = self.started + duration
         budget = _Budget(max_requests)
         self.workers = [
-            _Worker(host, port, path, keepalive, post_every, deadline, budget, timeout, sticky)
+            _Worker(
+                host,
+                port,
+                path,
+                keepalive,
+                post_every,
+                self.started,
+                budget,
+                timeout,
+                sticky,
+                think,
+                cookies,
+            )
             for _ in range(clients)
         ]
         self._budget = budget
 
     def start(self) -> Load:
+        # The bound runs from the start, not from when the load was set up.
+        self.started = time.monotonic()
         for w in self.workers:
+            w.deadline = self.started + self.duration
             w.start()
         return self
 

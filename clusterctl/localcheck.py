@@ -59,7 +59,8 @@ def check_frontend(inv: Inventory, fe: Frontend) -> CheckResult:
             f"{fe.name}: cannot check a {fe.kind} config: {argv0} is not installed "
             f"(apt-get install -y {PACKAGE[fe.kind]})"
         )
-    with tempfile.TemporaryDirectory(prefix=f"clusterctl-check-{fe.name}-") as tmp:
+    # A short root: HAProxy checks that its admin socket path fits a unix socket (107 bytes).
+    with tempfile.TemporaryDirectory(prefix="cc-") as tmp:
         root = str(Path(tmp).resolve())
         files = render_frontend(inv, fe, root=root)
         write_tree(files, Path(root))

@@ -1,8 +1,12 @@
-"""Rolling upgrade: for each batch of nodes, drain -> wait -> deploy -> check -> restore.
+"""Rolling upgrade: for each batch of nodes, drain -> wait -> maint -> deploy -> check -> restore.
 
 Every front end is told at once; a pool never drops below the floor; any failure stops the
 rollout where it is with every other node serving, and the report names the node, the step and
 the reason. Progress is recorded on the lock host so `--resume` continues where it stopped.
+
+Drain stops new sessions but HAProxy and Apache still send a drained node the clients pinned to
+it by their sticky cookie; once its requests are done the node goes to maint (no request at all,
+pinned clients move to another node), so the new release is checked before any user sees it.
 """
 
 from __future__ import annotations
@@ -27,22 +31,37 @@ from clusterctl.facts import STATE_DIR
 from clusterctl.model.schema import Frontend, Inventory, Pool, Server
 from clusterctl.model.semantics import service_pools
 
+
+def state_file(cluster: str) -> str:
+    """Where a rollout records its progress on the lock host: one file per cluster, so two
+    inventories whose front ends share a host never resume from each other's record."""
+    return f"{STATE_DIR}/rollout/{cluster}.json"
+
+
+# The last rollout on this lock host, whatever its cluster: written as well for readers of
+# the single-file layout (molecule's broken-release verify); --resume reads state_file().
 STATE_FILE = f"{STATE_DIR}/rollout.json"
 
 
 class RolloutFailed(ClusterctlError):
-    def __init__(self, node: str, step: str, reason: str, drained: bool) -> None:
+    def __init__(
+        self, node: str, step: str, reason: str, drained: bool, held: str = "drain"
+    ) -> None:
         self.node, self.step, self.reason, self.drained = node, step, reason, drained
-        left = " and is still drained" if drained else ""
-        super().__init__(
-            f"rollout stopped at {node}, step {step}: {reason}; {node} keeps its state{left}"
-        )
+        self.held = held if drained else "ready"
+        if not drained:
+            left = f"{node} keeps serving"
+        elif held == "maint":
+            left = f"{node} is still in maint"
+        else:
+            left = f"{node} is still drained"
+        super().__init__(f"rollout stopped at {node}, step {step}: {reason}; {left}")
 
 
 @dataclass(frozen=True)
 class Event:
     node: str
-    step: str  # drain | wait | deploy | check | restore | rollback | done | skip | failed
+    step: str  # drain | wait | maint | deploy | check | restore | rollback | done | skip | failed
     status: str  # start | ok | failed
     elapsed: float
     message: str = ""
@@ -56,7 +75,7 @@ Emit = Callable[[Event], None]
 class Options:
     version: str
     pools: list[str] | None = None
-    batch: str = "1"
+    batch: str | None = None  # None: the inventory's deploy.batch
     drain_timeout: float | None = None
     cut: bool = False
     resume: bool = False
@@ -128,7 +147,7 @@ def plan_batches(inv: Inventory, opts: Options) -> list[list[Server]]:
         for s in p.servers:
             nodes.setdefault(s.name, s)
     order = list(nodes.values())
-    size = batch_size(opts.batch, len(order))
+    size = batch_size(opts.batch or str(inv.deploy.batch), len(order))
     batches = [order[i : i + size] for i in range(0, len(order), size)]
     floor = inv.deploy.min_available
     for batch in batches:
@@ -182,8 +201,11 @@ class Cluster:
         self.each_frontend(one)
 
     def node(self, name: str) -> Remote:
+        # Batches upgrade nodes in parallel threads: one session per node, registered once.
         if name not in self._nodes:
-            self._nodes[name] = self._stack.enter_context(Remote.connect(self._node_eps[name]))
+            remote = Remote.connect(self._node_eps[name])
+            with self._guard:
+                self._nodes[name] = self._stack.enter_context(remote)
         return self._nodes[name]
 
     def each_frontend(self, fn: Callable[[Frontend, Remote], Any]) -> list[Any]:
@@ -198,28 +220,42 @@ def open_cluster(inv: Inventory) -> Iterator[Cluster]:
         yield Cluster(inv, stack)
 
 
-def drain(cluster: Cluster, node: str, timeout: float, cut: bool, emit: Emit) -> float:
-    """Steps 1 and 2: drain on every front end at once, then wait for its sessions to end."""
+def wait_idle(
+    cluster: Cluster, node: str, timeout: float, cut: bool, emit: Emit, step: str = "wait"
+) -> float:
+    """Wait until no front end has a request in flight on the node; the seconds waited."""
     inv = cluster.inv
-    t0 = time.monotonic()
-    emit(Event(node, "drain", "start", 0.0))
-    cluster.set_state(node, "drain")
-    emit(Event(node, "drain", "ok", time.monotonic() - t0))
     t1 = time.monotonic()
     while True:
         counts = cluster.each_frontend(lambda fe, r: admin.node_sessions(r, inv, fe, node))
         left = sum(counts)
         if left == 0:
             waited = time.monotonic() - t1
-            emit(Event(node, "wait", "ok", waited, "no active sessions left"))
+            emit(Event(node, step, "ok", waited, "no active sessions left"))
             return waited
         if time.monotonic() - t1 > timeout:
             if cut:
                 waited = time.monotonic() - t1
-                emit(Event(node, "wait", "ok", waited, f"cut {left} straggling session(s)"))
+                emit(Event(node, step, "ok", waited, f"cut {left} straggling session(s)"))
                 return waited
-            raise StepFailed("wait", f"{left} session(s) still active after {timeout:.0f}s")
+            raise StepFailed(step, f"{left} session(s) still active after {timeout:.0f}s")
         time.sleep(0.25)
+
+
+def drain(cluster: Cluster, node: str, timeout: float, cut: bool, emit: Emit) -> float:
+    """Steps 1 and 2: drain on every front end at once, then wait for its sessions to end."""
+    t0 = time.monotonic()
+    emit(Event(node, "drain", "start", 0.0))
+    cluster.set_state(node, "drain")
+    emit(Event(node, "drain", "ok", time.monotonic() - t0))
+    return wait_idle(cluster, node, timeout, cut, emit)
+
+
+def maint(cluster: Cluster, node: str, timeout: float, cut: bool, emit: Emit) -> float:
+    """Step 3: no request at all, sticky ones included; wait for any that slipped in."""
+    emit(Event(node, "maint", "start", 0.0))
+    cluster.set_state(node, "maint")
+    return wait_idle(cluster, node, timeout, cut, emit, "maint")
 
 
 def restore(cluster: Cluster, node: str, emit: Emit, timeout: float = 60.0) -> None:
@@ -244,15 +280,17 @@ def restore(cluster: Cluster, node: str, emit: Emit, timeout: float = 60.0) -> N
 def _save_state(cluster: Cluster, state: dict[str, Any]) -> None:
     lock_host = cluster.frontends[cluster.inv.frontends[0].name]
     lock_host.sh(
-        'mkdir -p -- "$(dirname -- "$1")" && cat > "$1.tmp" && mv -f -- "$1.tmp" "$1"',
+        r'for f in "$1" "$2"; do mkdir -p -- "$(dirname -- "$f")" &&'
+        r' printf "%s\n" "$3" > "$f.tmp" && mv -f -- "$f.tmp" "$f" || exit 1; done',
+        state_file(cluster.inv.cluster),
         STATE_FILE,
-        stdin=json.dumps(state, indent=2).encode(),
+        json.dumps({"cluster": cluster.inv.cluster, **state}, indent=2),
     )
 
 
 def load_state(cluster: Cluster) -> dict[str, Any] | None:
     lock_host = cluster.frontends[cluster.inv.frontends[0].name]
-    res = lock_host.sh('cat -- "$1" 2>/dev/null', STATE_FILE)
+    res = lock_host.sh('cat -- "$1" 2>/dev/null', state_file(cluster.inv.cluster))
     try:
         data = json.loads(res.out) if res.out.strip() else None
     except ValueError:
@@ -260,44 +298,75 @@ def load_state(cluster: Cluster) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _reason(exc: ClusterctlError) -> str:
+    text = str(exc)
+    return text.removeprefix(f"{exc.step}: ") if isinstance(exc, StepFailed) else text
+
+
 def upgrade_node(cluster: Cluster, server: Server, opts: Options, emit: Emit) -> NodeTimes:
+    """Drain, wait, maint, deploy, check, restore one node; RolloutFailed names where it stopped."""
     inv = cluster.inv
-    times = NodeTimes(server.name)
+    name = server.name
+    times = NodeTimes(name)
     t0 = time.monotonic()
     timeout = (
         opts.drain_timeout if opts.drain_timeout is not None else inv.deploy.drain_timeout / 1000
     )
-    node = cluster.node(server.name)
-    _, previous = probe_node(node, inv.deploy, server)
     try:
-        times.drain_wait = drain(cluster, server.name, timeout, opts.cut, emit)
-    except StepFailed as exc:
+        node = cluster.node(name)
+        _, previous = probe_node(node, inv.deploy, server)
+    except ClusterctlError as exc:
+        raise RolloutFailed(name, "probe", str(exc), drained=False) from None
+
+    step = "drain"
+    try:
+        times.drain_wait = drain(cluster, name, timeout, opts.cut, emit)
+        step = "maint"
+        times.drain_wait += maint(cluster, name, timeout, opts.cut, emit)
+    except ClusterctlError as exc:
+        step = exc.step if isinstance(exc, StepFailed) else step
+        emit(Event(name, step, "failed", time.monotonic() - t0, _reason(exc)))
         # Nothing was deployed: put the node back so it keeps serving, then stop.
-        restore(cluster, server.name, emit)
-        raise RolloutFailed(server.name, exc.step, str(exc), drained=False) from None
+        try:
+            restore(cluster, name, emit)
+        except ClusterctlError as again:
+            raise RolloutFailed(
+                name, step, f"{_reason(exc)}; putting it back failed too: {again}", drained=True
+            ) from None
+        raise RolloutFailed(name, step, _reason(exc), drained=False) from None
+
+    step = "deploy"
     try:
-        emit(Event(server.name, "deploy", "start", 0.0))
+        emit(Event(name, "deploy", "start", 0.0))
         times.deploy = run_deploy(node, inv.deploy, opts.version, server)
-        emit(Event(server.name, "deploy", "ok", times.deploy))
+        emit(Event(name, "deploy", "ok", times.deploy))
+        step = "check"
         t_check = time.monotonic()
         private_check(node, inv.deploy, opts.version, server)
-        emit(Event(server.name, "check", "ok", time.monotonic() - t_check))
-    except StepFailed as exc:
-        emit(Event(server.name, exc.step, "failed", time.monotonic() - t0, str(exc)))
+        emit(Event(name, "check", "ok", time.monotonic() - t_check))
+    except ClusterctlError as exc:
+        step = exc.step if isinstance(exc, StepFailed) else step
+        emit(Event(name, step, "failed", time.monotonic() - t0, _reason(exc)))
+        held = "maint"
         if previous and previous != opts.version:
-            emit(Event(server.name, "rollback", "start", 0.0, f"back to {previous}"))
+            emit(Event(name, "rollback", "start", 0.0, f"back to {previous}"))
             try:
                 run_deploy(node, inv.deploy, previous, server)
-                emit(Event(server.name, "rollback", "ok", 0.0, f"back on {previous}"))
-            except StepFailed as again:
-                emit(Event(server.name, "rollback", "failed", 0.0, str(again)))
-        raise RolloutFailed(server.name, exc.step, str(exc), drained=True) from None
+                private_check(node, inv.deploy, previous, server)
+                # The old release answers again: the clients pinned to it may come back.
+                cluster.set_state(name, "drain")
+                held = "drain"
+                emit(Event(name, "rollback", "ok", 0.0, f"back on {previous}, drained"))
+            except ClusterctlError as again:
+                emit(Event(name, "rollback", "failed", 0.0, f"{again}; {name} stays in maint"))
+        raise RolloutFailed(name, step, _reason(exc), drained=True, held=held) from None
+
     try:
-        restore(cluster, server.name, emit)
-    except StepFailed as exc:
-        raise RolloutFailed(server.name, "restore", str(exc), drained=True) from None
+        restore(cluster, name, emit)
+    except ClusterctlError as exc:
+        raise RolloutFailed(name, "restore", _reason(exc), drained=True) from None
     times.total = time.monotonic() - t0
-    emit(Event(server.name, "done", "ok", times.total))
+    emit(Event(name, "done", "ok", times.total))
     return times
 
 
@@ -321,10 +390,22 @@ def run(inv: Inventory, opts: Options, emit: Emit) -> Report:
                     emit(Event(s.name, "skip", "ok", 0.0, "already upgraded (--resume)"))
             if not todo:
                 continue
-            try:
-                with ThreadPoolExecutor(max_workers=len(todo)) as pool:
-                    results = list(pool.map(lambda s: upgrade_node(cluster, s, opts, emit), todo))
-            except RolloutFailed as failure:
+            with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+                futures = [pool.submit(upgrade_node, cluster, s, opts, emit) for s in todo]
+            failure: RolloutFailed | None = None
+            for future in futures:
+                try:
+                    t = future.result()
+                except RolloutFailed as exc:
+                    failure = failure or exc
+                    continue
+                # Nodes of the batch that made it are recorded even when another did not,
+                # so --resume does not upgrade them twice.
+                report.upgraded.append(t.node)
+                report.times.append(t)
+                done.add(t.node)
+            state["done"] = sorted(done)
+            if failure is not None:
                 state.update(
                     status="failed",
                     failed={
@@ -332,6 +413,7 @@ def run(inv: Inventory, opts: Options, emit: Emit) -> Report:
                         "step": failure.step,
                         "reason": failure.reason,
                         "drained": failure.drained,
+                        "held": failure.held,
                     },
                 )
                 _save_state(cluster, state)
@@ -342,15 +424,10 @@ def run(inv: Inventory, opts: Options, emit: Emit) -> Report:
                         "failed",
                         0.0,
                         str(failure),
-                        {"step": failure.step, "drained": failure.drained},
+                        {"step": failure.step, "drained": failure.drained, "held": failure.held},
                     )
                 )
-                raise
-            for t in results:
-                report.upgraded.append(t.node)
-                report.times.append(t)
-                done.add(t.node)
-            state["done"] = sorted(done)
+                raise failure
             _save_state(cluster, state)
         state["status"] = "complete"
         _save_state(cluster, state)

@@ -45,11 +45,11 @@ def print_plan(plan: Plan, out: Console) -> None:
             out.print(Text(f"  {h.error}", style="red"))
             continue
         if h.pending_reload:
-            out.print("  reload pending: an earlier apply swapped files but did not reload")
+            out.print(Text("  reload pending: an earlier apply swapped files but did not reload"))
         for t in h.stale_temps:
-            out.print(f"  left-over temporary file to remove: {t}")
+            out.print(Text(f"  left-over temporary file to remove: {t}"))
         for c in h.changes:
-            out.print(f"  {c.action} {c.path} (mode {c.new.mode:04o})")
+            out.print(Text(f"  {c.action} {c.path} (mode {c.new.mode:04o})"))
             for line in c.diff:
                 out.print(_diff_line(line))
     out.print(Text(plan.summary(), style="bold"))
@@ -63,8 +63,12 @@ def print_results(results: list[HostResult], out: Console) -> None:
     table.add_column("detail", overflow="fold")
     styles = {"changed": "green", "unchanged": "", "failed": "red", "rolled back": "red"}
     for r in results:
+        # Text, not markup: validators' words hold brackets ("[emerg]", "[haproxy.cfg:44]").
         table.add_row(
-            r.host, Text(r.status, style=styles.get(r.status, "")), f"{r.seconds:.1f}s", r.message
+            Text(r.host),
+            Text(r.status, style=styles.get(r.status, "")),
+            f"{r.seconds:.1f}s",
+            Text(r.message),
         )
     out.print(table)
 

@@ -20,7 +20,7 @@ from clusterctl.drivers import driver_for
 from clusterctl.errors import ClusterctlError
 from clusterctl.execute.apply import apply_host
 from clusterctl.execute.ssh import Remote
-from clusterctl.facts import gather
+from clusterctl.facts import LiveFile, gather
 from clusterctl.model.schema import Frontend, Inventory, Pool
 from clusterctl.model.semantics import frontend_services, service_pools
 from clusterctl.plan import plan_host
@@ -154,14 +154,27 @@ def apache_workers(remote: Remote, fe: Frontend) -> list[ApacheWorker]:
     return parse_balancer_manager(res.out)
 
 
-def apache_set(remote: Remote, fe: Frontend, node: str, drain: bool) -> None:
+# balancer-manager status flags per admin state: N drain (only sticky sessions of its own),
+# D disabled (no request at all; sticky clients go to another member).
+_APACHE_FLAGS = {"ready": ("0", "0"), "drain": ("1", "0"), "maint": ("1", "1")}
+
+
+def apache_set(remote: Remote, fe: Frontend, node: str, state: str) -> None:
     url = _manager_url(fe)
     workers = [w for w in apache_workers(remote, fe) if w.route == node]
     if not workers:
         raise AdminError(f"{fe.name}: balancer-manager lists no member with route {node}")
+    drain_flag, disabled_flag = _APACHE_FLAGS[state]
     for w in workers:
+        # Both flags every time: restoring a member clears a drain and a disable alike.
         form = urllib.parse.urlencode(
-            {"b": w.balancer, "w": w.url, "w_status_N": "1" if drain else "0", "nonce": w.nonce}
+            {
+                "b": w.balancer,
+                "w": w.url,
+                "w_status_N": drain_flag,
+                "w_status_D": disabled_flag,
+                "nonce": w.nonce,
+            }
         )
         # Since 2.4.41 the manager refuses POSTs whose Referer is not itself.
         res = remote.sh(
@@ -193,14 +206,67 @@ def with_states(inv: Inventory, states: dict[str, str]) -> Inventory:
     return dataclasses.replace(inv, pools=pools)
 
 
-def nginx_apply(remote: Remote, inv: Inventory, fe: Frontend) -> None:
+def _nginx_marker(address: str, port: int) -> bytes:
+    host = f"[{address}]" if ":" in address else address
+    return f"server {host}:{port} ".encode()
+
+
+def nginx_live_states(inv: Inventory, fe: Frontend, conf: bytes | None) -> dict[str, str]:
+    """Admin state of each server of this front end's pools in nginx's live config.
+
+    nginx has no runtime API: a drained node is a node rendered `down` (or `drain`) in the
+    config it runs, so the live config is the runtime state. Servers the config does not list
+    keep their inventory state.
+    """
+    out: dict[str, str] = {}
+    for pool in pools_of(inv, fe):
+        for s in pool.servers:
+            marker = _nginx_marker(s.address, s.port)
+            if conf is None or marker not in conf:
+                out.setdefault(s.name, s.state)
+                continue
+            params = conf.split(marker, 1)[1].split(b";", 1)[0].split()
+            if b"down" in params:
+                state = "maint" if s.state == "maint" else "drain"
+            elif b"drain" in params:
+                state = "drain"
+            else:
+                state = "ready"
+            out.setdefault(s.name, state)
+    return out
+
+
+def _nginx_conf(files: dict[str, LiveFile], fe: Frontend) -> bytes | None:
+    live = files.get(driver_for("nginx").paths(fe).config)
+    return live.content if live is not None and live.exists else None
+
+
+def nginx_apply(
+    remote: Remote, inv: Inventory, fe: Frontend, node: str, state: str, others: dict[str, str]
+) -> None:
+    """Re-render with `node` in `state` and reload gracefully.
+
+    Every other node keeps the state nginx runs it in now (a node drained by an earlier
+    `clusterctl drain` stays drained), then `others` (states this process set) on top.
+    """
     secret = {p: f.secret for p, f in render_frontend(inv, fe).items()}
-    hp = plan_host(inv, fe, gather(remote, fe, secret))
-    result = apply_host(remote, inv, fe, hp)
+    facts = gather(remote, fe, secret)
+    live = nginx_live_states(inv, fe, _nginx_conf(facts.files, fe))
+    runtime = {n: st for n, st in live.items() if n != node}
+    wanted = with_states(inv, {**runtime, **others, node: state})
+    hp = plan_host(wanted, fe, facts)
+    result = apply_host(remote, wanted, fe, hp)
     if result.status not in ("changed", "unchanged"):
         raise AdminError(
             f"{fe.name}: nginx reload with the new server state failed: {result.message}"
         )
+
+
+def nginx_conf(remote: Remote, fe: Frontend) -> bytes | None:
+    """The nginx config the host runs now (None when it has none)."""
+    path = driver_for("nginx").paths(fe).config
+    res = remote.sh('cat -- "$1"', path)
+    return res.out.encode() if res.ok else None
 
 
 _NODE_CONNS = 'ss -Htn state established dst "$1" | awk -v p=":$2" \'$4 ~ p"$"\' | wc -l'
@@ -247,11 +313,9 @@ def set_state(
         dump = haproxy_command(remote, fe, "show servers state")
         remote.sh('mkdir -p -- "$(dirname -- "$1")" && cat > "$1"', state_file, stdin=dump.encode())
     elif fe.kind == "apache":
-        if state == "maint":
-            raise AdminError(f"{fe.name}: maint is set through the inventory on apache front ends")
-        apache_set(remote, fe, node, drain=state == "drain")
+        apache_set(remote, fe, node, state)
     else:
-        nginx_apply(remote, with_states(inv, {**(others or {}), node: state}), fe)
+        nginx_apply(remote, inv, fe, node, state, others or {})
 
 
 def views(remote: Remote, inv: Inventory, fe: Frontend) -> list[ServerView]:
@@ -260,27 +324,19 @@ def views(remote: Remote, inv: Inventory, fe: Frontend) -> list[ServerView]:
         return parse_haproxy_stat(fe.name, haproxy_command(remote, fe, "show stat"))
     if fe.kind == "apache":
         return apache_view(fe.name, apache_workers(remote, fe))
-    live = render_frontend(inv, fe)
-    conf = next(iter(f for p, f in live.items() if p.endswith("nginx.conf")), None)
-    out = []
-    for pool in pools_of(inv, fe):
-        for s in pool.servers:
-            marker = f"server {s.address}:{s.port} "
-            state = s.state
-            if conf is not None and marker.encode() in conf.content:
-                line = conf.content.split(marker.encode(), 1)[1].split(b";", 1)[0]
-                state = "drain" if b" down" in line or b" drain" in line else "ready"
-            out.append(
-                ServerView(
-                    fe.name,
-                    pool.name,
-                    s.name,
-                    state,
-                    "unknown",
-                    nginx_sessions(remote, s.address, s.port),
-                )
-            )
-    return out
+    states = nginx_live_states(inv, fe, nginx_conf(remote, fe))
+    return [
+        ServerView(
+            fe.name,
+            pool.name,
+            s.name,
+            states.get(s.name, s.state),
+            "unknown",
+            nginx_sessions(remote, s.address, s.port),
+        )
+        for pool in pools_of(inv, fe)
+        for s in pool.servers
+    ]
 
 
 def node_sessions(remote: Remote, inv: Inventory, fe: Frontend, node: str) -> int:

@@ -69,9 +69,14 @@ def private_check(remote: Remote, deploy: Deploy, version: str, server: Server) 
         status, release = probe_node(remote, deploy, server)
         if status == deploy.health.expect and release == version:
             return
-        last = f"{health_url(deploy, server)} answered {status or 'nothing'}" + (
-            f" with release {release}" if release else ""
+        said = (
+            f" with release {release}"
+            if release
+            else f" without a {deploy.health.version_header} header"
+            if status
+            else ""
         )
+        last = f"{health_url(deploy, server)} answered {status or 'nothing'}{said}"
         if time.monotonic() > deadline:
             raise StepFailed("check", f"{last}; expected {deploy.health.expect} and {version}")
         time.sleep(0.5)

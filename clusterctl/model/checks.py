@@ -55,7 +55,7 @@ NAME = text(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", "name (letters, digits, . _ -)",
 COOKIE = text(r"[A-Za-z0-9_-]{1,64}", "cookie name (letters, digits, _ -)", "SRVID")
 USER = text(r"[a-z_][a-z0-9_-]{0,31}", "user name", "deploy")
 DB_USER = text(r"[A-Za-z0-9_]{1,32}", "database user name", "haproxy_check")
-VERSION = text(r"\d{1,4}(\.\d{1,4}){0,2}", "version (digits and dots)", '"2.6" or "1.22.1"')
+VERSION = text(r"[0-9]{1,4}(\.[0-9]{1,4}){0,2}", "version (digits and dots)", '"2.6" or "1.22.1"')
 _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
 _HOSTNAME_RX = re.compile(rf"{_LABEL}(\.{_LABEL})*\.?")
 
@@ -68,9 +68,16 @@ def hostname(value: Any) -> str:
     return s.lower().rstrip(".")
 
 
+def _no_zone(s: str, what: str) -> None:
+    # ipaddress accepts an IPv6 zone index ("fe80::1%eth0") holding any text at all.
+    if "%" in s:
+        raise CheckFailed(f"{s!r} is not {what} (IPv6 zone indexes like %eth0 are not supported)")
+
+
 def address(value: Any) -> str:
     """An IPv4/IPv6 address or a DNS host name."""
     s = _plain_text(value)
+    _no_zone(s, "an IP address or host name")
     try:
         return str(ipaddress.ip_address(s))
     except ValueError:
@@ -86,6 +93,7 @@ def listen_address(value: Any) -> str:
     s = _plain_text(value)
     if s == "*":
         return s
+    _no_zone(s, "an IP address to listen on")
     try:
         return str(ipaddress.ip_address(s))
     except ValueError:
@@ -128,36 +136,63 @@ def choice(*options: str) -> Check:
     return check
 
 
-_DURATION = re.compile(r"(\d{1,9})(ms|s|m|h|d)")
+_DURATION = re.compile(r"([0-9]{1,9})(ms|s|m|h|d)")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
-def duration(value: Any) -> int:
-    """A duration such as 500ms, 5s, 2m, 1h, 1d; returned in milliseconds."""
+# HAProxy's timers hold 2**31 - 1 milliseconds (about 24.8 days); no kind gets more.
+MAX_DURATION_MS = 2**31 - 1
+
+
+def _duration(value: Any, limit: int = MAX_DURATION_MS) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         raise CheckFailed(f"{value} needs a unit: {value}s, {value}ms, {value}m")
     s = _plain_text(value)
     m = _DURATION.fullmatch(s)
     if not m:
         raise CheckFailed(f"{s!r} is not a duration (e.g. 500ms, 5s, 2m, 1h)")
-    return int(m.group(1)) * _UNIT_MS[m.group(2)]
+    ms = int(m.group(1)) * _UNIT_MS[m.group(2)]
+    if ms > limit:
+        what = (
+            "the 24d the servers' timers hold"
+            if limit == MAX_DURATION_MS
+            else f"{limit // 86_400_000}d"
+        )
+        raise CheckFailed(f"{s} is longer than {what}")
+    return ms
 
 
-_SIZE = re.compile(r"(\d{1,12})([kKmMgG]?)")
+def duration(value: Any) -> int:
+    """A duration such as 500ms, 5s, 2m, 1h, 1d, above zero; returned in milliseconds."""
+    ms = _duration(value)
+    if ms == 0:
+        raise CheckFailed("must be longer than 0 (the kinds read a zero timer differently)")
+    return ms
+
+
+def duration_or_off(value: Any) -> int:
+    """An HSTS max-age, where 0s means off; up to two years."""
+    return _duration(value, limit=2 * 366 * 86_400_000)
+
+
+_SIZE = re.compile(r"([0-9]{1,12})([kKmMgG]?)")
 _UNIT_B = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
 def size(value: Any) -> int:
     """A size in bytes, optionally with k, m or g (binary units, as nginx reads them)."""
     if isinstance(value, int) and not isinstance(value, bool):
-        if value < 0:
-            raise CheckFailed(f"{value} is negative")
-        return value
-    s = _plain_text(value)
-    m = _SIZE.fullmatch(s)
-    if not m:
-        raise CheckFailed(f"{s!r} is not a size (e.g. 10m, 512k, 1g)")
-    return int(m.group(1)) * _UNIT_B[m.group(2).lower()]
+        n = value
+    else:
+        s = _plain_text(value)
+        m = _SIZE.fullmatch(s)
+        if not m:
+            raise CheckFailed(f"{s!r} is not a size (e.g. 10m, 512k, 1g)")
+        n = int(m.group(1)) * _UNIT_B[m.group(2).lower()]
+    if n < 1:
+        # nginx reads 0 as "no limit", HAProxy and Apache as "no body at all".
+        raise CheckFailed(f"{value} must be at least 1 byte (e.g. 10m)")
+    return n
 
 
 _PATH_PREFIX = re.compile(r"/([A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*)?")
@@ -244,13 +279,22 @@ def remote_path(value: Any) -> str:
     return s
 
 
-def local_path(value: Any) -> str:
-    """A path on the machine running clusterctl (relative to the inventory's folder, or ~)."""
+def ssh_path(value: Any) -> str:
+    """A path to an SSH file (key, known_hosts) on the machine running clusterctl."""
     s = _plain_text(value)
     if not s or s.strip() != s:
         raise CheckFailed(f"{s!r} is not a file path")
-    absolute = s.startswith("/")
-    if absolute and is_system_path(s):
+    return s
+
+
+def local_path(value: Any) -> str:
+    """A file clusterctl reads and installs (relative to the inventory's folder, or ~).
+
+    Written as an absolute path it is checked here; the loader checks again where a relative
+    path really leads once resolved.
+    """
+    s = ssh_path(value)
+    if s.startswith("/") and is_system_path(s):
         raise CheckFailed(f"path {s!r} points at a system file; clusterctl will not read it")
     return s
 

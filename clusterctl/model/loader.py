@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import stat
 import typing
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 
 from clusterctl.errors import InventoryError, Problem
 from clusterctl.model import checks as c
@@ -59,7 +61,8 @@ class _Walker:
                 near = difflib.get_close_matches(str(key), list(fields), n=1)
                 hint = f"; did you mean {near[0]!r}?" if near else ""
                 known = "" if near else f" (known: {', '.join(fields)})"
-                self.fail(self.pos(node, key), f"{path}.{key}", f"unknown key{hint}{known}")
+                where = f"{path}.{key}" if path else str(key)
+                self.fail(self.pos(node, key), where, f"unknown key{hint}{known}")
                 ok = False
         for name, f in fields.items():
             sub = f"{path}.{name}" if path else name
@@ -127,6 +130,8 @@ def _plain(raw: Any) -> Any:
         return raw
     if isinstance(raw, int):
         return int(raw)
+    if isinstance(raw, float):
+        return float(raw)
     if isinstance(raw, str):
         return str(raw)
     if isinstance(raw, list):
@@ -141,7 +146,8 @@ def _kind(node: Any) -> str:
         return "a list"
     if node is None:
         return "nothing"
-    return f"{type(node).__name__} {node!r}"
+    plain = _plain(node)
+    return f"{type(plain).__name__} {plain!r}"
 
 
 def parse(text: str, file: str) -> Inventory:
@@ -157,8 +163,15 @@ def parse(text: str, file: str) -> Inventory:
         if "duplicate key" in str(exc):
             what = "duplicate key " + str(exc).split('found duplicate key "', 1)[-1].split('"')[0]
         raise InventoryError([Problem(file, line, col, f"YAML: {what}")]) from None
+    except ReaderError as exc:
+        # A character YAML does not allow in a file (NUL, ESC, DEL ...), at its own line.
+        line, col = _line_col(text, exc.position)
+        raise InventoryError(
+            [Problem(file, line, col, f"YAML: character {exc.character!r} is not allowed here")]
+        ) from None
     except YAMLError as exc:
-        raise InventoryError([Problem(file, 1, 1, f"YAML: {exc}")]) from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid YAML"
+        raise InventoryError([Problem(file, 1, 1, f"YAML: {first}")]) from None
     walker = _Walker(file)
     if doc is None:
         doc = CommentedMap()
@@ -172,15 +185,42 @@ def parse(text: str, file: str) -> Inventory:
     return dataclasses.replace(model, files=files, source=file)
 
 
+def _line_col(text: str | bytes, offset: int) -> tuple[int, int]:
+    before = text[:offset]
+    newline = b"\n" if isinstance(before, bytes) else "\n"
+    line = before.count(newline) + 1  # type: ignore[arg-type]
+    col = offset - (before.rfind(newline) + 1) + 1  # type: ignore[arg-type]
+    return line, col
+
+
+MAX_INVENTORY_BYTES = 4 * 1024 * 1024
+
+
 def load(path: str | Path) -> Inventory:
     """Read and validate an inventory file; raises InventoryError listing every problem."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as fh:
+            data = fh.read(MAX_INVENTORY_BYTES + 1)
     except FileNotFoundError:
         raise InventoryError([Problem(str(p), 1, 1, "inventory file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InventoryError([Problem(str(p), 1, 1, f"cannot read inventory: {exc}")]) from None
+    except OSError as exc:
+        raise InventoryError(
+            [Problem(str(p), 1, 1, f"cannot read inventory: {exc.strerror}")]
+        ) from None
+    if len(data) > MAX_INVENTORY_BYTES:
+        raise InventoryError([Problem(str(p), 1, 1, "inventory is larger than 4 MiB")])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, col = _line_col(data, exc.start)
+        raise InventoryError(
+            [
+                Problem(
+                    str(p), line, col, f"not UTF-8: byte {data[exc.start]:#04x} cannot be decoded"
+                )
+            ]
+        ) from None
     return parse(text, str(p))
 
 
@@ -188,6 +228,22 @@ def resolve_local(path: str, base: Path) -> Path:
     """A local path from the inventory, relative to the inventory's folder, with ~ expanded."""
     p = Path(path).expanduser()
     return p if p.is_absolute() else base / p
+
+
+MAX_TLS_FILE = 1024 * 1024
+
+
+def _read_tls_file(local: Path) -> bytes:
+    """A TLS file's bytes, once it is clear where the path really leads (links, ../)."""
+    real = local.resolve()
+    if c.is_system_path(str(real)):
+        raise ValueError(f"leads to {real}, a system file; clusterctl will not read it")
+    info = real.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{real} is not a regular file")
+    if info.st_size > MAX_TLS_FILE:
+        raise ValueError(f"{real} is larger than 1 MiB; not a PEM file")
+    return real.read_bytes()
 
 
 def _read_files(model: Inventory, base: Path) -> tuple[dict[str, bytes], list[Problem]]:
@@ -202,11 +258,10 @@ def _read_files(model: Inventory, base: Path) -> tuple[dict[str, bytes], list[Pr
             where = f"services[{i}].tls.{attr}"
             local = resolve_local(ref, base)
             try:
-                data = local.read_bytes()
-            except OSError as exc:
-                problems.append(
-                    Problem(at.file, at.line, at.col, f"{where}: cannot read {ref}: {exc.strerror}")
-                )
+                data = _read_tls_file(local)
+            except (OSError, ValueError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else str(exc)
+                problems.append(Problem(at.file, at.line, at.col, f"{where}: {ref}: {why}"))
                 continue
             if marker not in data or b"\r" in data:
                 problems.append(

@@ -50,8 +50,8 @@ def meta() -> Any:
 class SSH:
     user: str | None = opt(c.USER, doc="login user (default: root)")
     port: int | None = opt(c.PORT, doc="SSH port (default 22)")
-    identity: str | None = opt(c.local_path, doc="private key file")
-    known_hosts: str | None = opt(c.local_path, doc="known_hosts file (default ~/.ssh/known_hosts)")
+    identity: str | None = opt(c.ssh_path, doc="private key file")
+    known_hosts: str | None = opt(c.ssh_path, doc="known_hosts file (default ~/.ssh/known_hosts)")
     sudo: bool | None = opt(c.boolean, doc="use sudo for privileged steps")
     jump: str | None = opt(c.address, doc="jump (bastion) host")
     jump_user: str | None = opt(c.USER, doc="user on the jump host")
@@ -148,7 +148,7 @@ class TLS:
     certificate: str = req(c.local_path, "certificate chain (PEM), local file")
     key: str = req(c.local_path, "private key (PEM), local file; secret")
     redirect: bool = opt(c.boolean, default=True, doc="redirect HTTP to HTTPS")
-    hsts: int = opt(c.duration, default=31_536_000_000, doc="HSTS max-age; 0s turns it off")
+    hsts: int = opt(c.duration_or_off, default=31_536_000_000, doc="HSTS max-age; 0s: off")
     profile: str = opt(c.choice("intermediate", "modern"), default="intermediate")
     at: dict[str, Pos] = meta()
 

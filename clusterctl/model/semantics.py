@@ -30,19 +30,29 @@ class _Report:
         self.problems.append(Problem(at.file, at.line, at.col, f"{path}: {message}"))
 
 
-def _duplicates(items: Iterable[Any], attr: str, where: str, report: _Report) -> None:
-    seen: dict[str, int] = {}
+def _duplicates(
+    items: Iterable[Any], attr: str, where: str, report: _Report, fold: bool = False
+) -> None:
+    """Names used twice; with fold, also names that differ only in case."""
+    seen: dict[str, tuple[int, str]] = {}
     for i, item in enumerate(items):
         value = getattr(item, attr)
-        if value in seen:
-            report.add(
-                item,
-                attr,
-                f"{where}[{i}].{attr}",
-                f"duplicate {attr} {value!r} (first at [{seen[value]}])",
-            )
-        else:
-            seen[value] = i
+        key = value.lower() if fold else value
+        if key not in seen:
+            seen[key] = (i, value)
+            continue
+        first, original = seen[key]
+        note = (
+            ""
+            if original == value
+            else f", {original!r} differs only in case, which nginx and Apache ignore"
+        )
+        report.add(
+            item,
+            attr,
+            f"{where}[{i}].{attr}",
+            f"duplicate {attr} {value!r} (first at [{first}]{note})",
+        )
 
 
 def frontend_services(inv: Inventory, fe: Frontend) -> tuple[Service, ...]:
@@ -60,7 +70,7 @@ def service_pools(inv: Inventory, svc: Service) -> list[Pool]:
 def check_semantics(inv: Inventory) -> list[Problem]:
     r = _Report()
     _duplicates(inv.frontends, "name", "frontends", r)
-    _duplicates(inv.pools, "name", "pools", r)
+    _duplicates(inv.pools, "name", "pools", r, fold=True)
     _duplicates(inv.services, "name", "services", r)
     pools = {p.name: p for p in inv.pools}
     services = {s.name: s for s in inv.services}
@@ -107,7 +117,7 @@ def check_semantics(inv: Inventory) -> list[Problem]:
                 r.add(route, "pool", f"{rw}.pool", _missing("pool", route.pool, pools))
             if route.path is None and route.host is None:
                 r.add(route, "", rw, "a route needs a path, a host, or both")
-            key = (route.host, route.path)
+            key = (route.host, route.path or "/")  # no path and "/" are the same route
             if key in seen_routes:
                 r.add(route, "", rw, f"same host and path as routes[{seen_routes[key]}]")
             seen_routes.setdefault(key, ri)
@@ -221,6 +231,12 @@ def _check_frontend(inv: Inventory, fe: Frontend, where: str, r: _Report) -> Non
                 f"{where}.hard_stop_after",
                 "only haproxy front ends have hard_stop_after",
             )
+    sock = fe.paths.admin_socket
+    if sock is not None and len(sock) > 80:
+        # A unix socket path holds 107 bytes; keep room for the staging root apply checks under.
+        r.add(
+            fe.paths, "admin_socket", f"{where}.paths.admin_socket", "is longer than 80 characters"
+        )
     if fe.kind != "apache" and "admin_port" in fe.at:
         r.add(
             fe,

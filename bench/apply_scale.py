@@ -1,0 +1,137 @@
+"""Time `clusterctl apply` against labs of 1, 5 and 20 front ends (kinds mixed).
+
+For each size: `clusterctl lab up NAME --frontends haproxy,nginx,apache,...`, then a first
+apply (every front end gets its config and reloads), a no-op apply and a no-op plan, all run
+as a user runs them (the CLI as a subprocess), then `clusterctl lab down NAME`, whatever
+happens. Prints one table.
+
+Usage: sudo .venv/bin/python bench/apply_scale.py [--sizes 1,5,20] [--forks 10] [--prefix bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from ruamel.yaml import YAML  # noqa: E402
+
+from clusterctl import lab as labmod  # noqa: E402
+from tests.integration.labfixtures import Lab, assert_private_state_dir  # noqa: E402
+
+CLUSTERCTL = os.environ.get("CLUSTERCTL_BIN") or str(REPO / ".venv" / "bin" / "clusterctl")
+KINDS = ("haproxy", "nginx", "apache")
+
+
+@dataclass
+class Row:
+    frontends: int
+    kinds: str
+    lab_up: float
+    first_apply: float
+    noop_apply: float
+    noop_plan: float
+    note: str = ""
+
+
+def run(*args: str, timeout: float = 900) -> tuple[int, str, str, float]:
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [CLUSTERCTL, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    return proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - started
+
+
+def inventory_for(info: labmod.LabInfo, path: Path) -> Path:
+    """The lab's own inventory, plus each front end's lab `start` command."""
+    data: dict[str, Any] = YAML(typ="safe").load(info.inventory_path.read_text())
+    for fe in data["frontends"]:
+        fe["start"] = ["/srv/lab/bin/lab-service", fe["kind"], "start"]
+    yaml = YAML()
+    yaml.default_flow_style = False
+    with path.open("w") as fh:
+        yaml.dump(data, fh)
+    return path
+
+
+def measure(name: str, size: int, forks: int, workdir: Path) -> Row:
+    kinds = [KINDS[i % len(KINDS)] for i in range(size)]
+    mix = ", ".join(f"{kinds.count(k)} {k}" for k in KINDS if k in kinds)
+    run("lab", "down", name)
+    try:
+        rc, out, err, up_s = run(
+            "lab", "up", name, "--frontends", ",".join(kinds), "--output", "json"
+        )
+        if rc != 0:
+            raise SystemExit(f"lab up {name} failed: {err or out}")
+        info = labmod.LabInfo.from_dict(json.loads(out))
+        lab = Lab(info, workdir)
+        lab.control_dir.mkdir(mode=0o700, exist_ok=True)
+        try:
+            assert_private_state_dir(lab)
+        finally:
+            lab.close_ssh()
+        inv = str(inventory_for(info, workdir / f"{name}.yaml"))
+        rc, out, err, first = run("apply", "-i", inv, "--yes", "--forks", str(forks))
+        if rc != 0:
+            raise SystemExit(f"first apply on {name} failed:\n{out}\n{err}")
+        rc, out, err, noop = run("apply", "-i", inv, "--yes", "--forks", str(forks))
+        note = "" if rc == 0 and "nothing to do" in out else f"no-op apply said: {err or out}"
+        rc, out, err, plan = run("plan", "-i", inv, "--detailed-exitcode", "--forks", str(forks))
+        if rc != 0:
+            note += f" plan after apply exited {rc}"
+        return Row(size, mix, up_s, first, noop, plan, note.strip())
+    finally:
+        run("lab", "down", name)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="1,5,20", help="front-end counts, comma-separated")
+    parser.add_argument("--forks", type=int, default=10, help="clusterctl --forks")
+    parser.add_argument("--prefix", default="bench", help="lab names are PREFIX<size>")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench/apply_scale.py builds labs: run it as root", file=sys.stderr)
+        return 2
+    workdir = Path(f"/tmp/clusterctl-{args.prefix}-apply-scale")
+    workdir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for size in (int(s) for s in args.sizes.split(",") if s.strip()):
+        row = measure(f"{args.prefix}{size}", size, args.forks, workdir)
+        rows.append(row)
+        print(
+            f"{row.frontends} front ends: first apply {row.first_apply:.2f}s, "
+            f"no-op apply {row.noop_apply:.2f}s",
+            file=sys.stderr,
+        )
+    load = os.getloadavg()[0]
+    print(f"\nclusterctl apply, --forks {args.forks}, {os.cpu_count()} CPUs, load {load:.1f}")
+    header = f"{'front ends':>10}  {'kinds':<28} {'lab up':>7} {'first apply':>12} {'no-op apply':>12} {'no-op plan':>11}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{r.frontends:>10}  {r.kinds:<28} {r.lab_up:>6.2f}s {r.first_apply:>11.2f}s "
+            f"{r.noop_apply:>11.2f}s {r.noop_plan:>10.2f}s" + (f"  ({r.note})" if r.note else "")
+        )
+    return 1 if any(r.note for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
