@@ -108,6 +108,9 @@ Limit = Annotated[
     ),
 ]
 Forks = Annotated[int, typer.Option("--forks", min=1, max=256, help="Hosts worked on at once.")]
+LockWait = Annotated[
+    float, typer.Option("--lock-wait", min=0, help="Seconds to wait for the cluster lock.")
+]
 OutputFormat = Annotated[str, typer.Option("--output", help="text or json.", show_default=True)]
 
 
@@ -159,9 +162,7 @@ def apply(
     limit: Limit = None,
     forks: Forks = 10,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    lock_wait: Annotated[
-        float, typer.Option("--lock-wait", min=0, help="Seconds to wait for the cluster lock.")
-    ] = 0.0,
+    lock_wait: LockWait = 0.0,
 ) -> None:
     """Push configs over SSH: validate on the host, swap atomically, reload, probe, or roll back."""
     from clusterctl.execute.runner import cluster_lock, execute_plan, make_plan
@@ -217,8 +218,13 @@ def rollout(
     inventory: Inventory,
     version: Annotated[str, typer.Option("--version", help="Release to roll out.")],
     batch: Annotated[
-        str, typer.Option("--batch", help="Nodes at once: a count (2) or a percentage (25%).")
-    ] = "1",
+        str | None,
+        typer.Option(
+            "--batch",
+            help="Nodes at once: a count (2) or a percentage (25%); default deploy.batch.",
+            show_default=False,
+        ),
+    ] = None,
     pool: Annotated[
         list[str] | None, typer.Option("--pool", help="Only nodes of this pool (repeatable).")
     ] = None,
@@ -233,9 +239,7 @@ def rollout(
         bool, typer.Option("--resume", help="Skip nodes a stopped rollout already upgraded.")
     ] = False,
     output: OutputFormat = "text",
-    lock_wait: Annotated[
-        float, typer.Option("--lock-wait", min=0, help="Seconds to wait for the cluster lock.")
-    ] = 0.0,
+    lock_wait: LockWait = 0.0,
 ) -> None:
     """Upgrade backend nodes one batch at a time: drain, deploy, check privately, restore."""
     from clusterctl import rollout as ro
@@ -264,6 +268,7 @@ def drain(
     node: Annotated[str, typer.Argument(help="Backend server name.")],
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for sessions.")] = 60,
     output: OutputFormat = "text",
+    lock_wait: LockWait = 0.0,
 ) -> None:
     """Take a node out on every front end and wait until its sessions are gone."""
     from clusterctl import rollout as ro
@@ -273,7 +278,7 @@ def drain(
     fmt = _output(output)
     inv = load(inventory)
     ro.find_server(inv, node)
-    with cluster_lock(inv, f"drain {node}"), ro.open_cluster(inv) as cluster:
+    with cluster_lock(inv, f"drain {node}", lock_wait), ro.open_cluster(inv) as cluster:
         ro.drain(cluster, node, timeout, False, _emitter(fmt))
     if fmt == "text":
         _out(f"{node} is drained on every front end; test it privately, then: clusterctl restore")
@@ -284,6 +289,7 @@ def restore(
     inventory: Inventory,
     node: Annotated[str, typer.Argument(help="Backend server name.")],
     output: OutputFormat = "text",
+    lock_wait: LockWait = 0.0,
 ) -> None:
     """Put a node back on every front end and wait until each reports it up."""
     from clusterctl import rollout as ro
@@ -293,7 +299,7 @@ def restore(
     fmt = _output(output)
     inv = load(inventory)
     ro.find_server(inv, node)
-    with cluster_lock(inv, f"restore {node}"), ro.open_cluster(inv) as cluster:
+    with cluster_lock(inv, f"restore {node}", lock_wait), ro.open_cluster(inv) as cluster:
         ro.restore(cluster, node, _emitter(fmt))
     if fmt == "text":
         _out(f"{node} is back in service on every front end")

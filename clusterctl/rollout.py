@@ -38,11 +38,6 @@ def state_file(cluster: str) -> str:
     return f"{STATE_DIR}/rollout/{cluster}.json"
 
 
-# The last rollout on this lock host, whatever its cluster: written as well for readers of
-# the single-file layout (molecule's broken-release verify); --resume reads state_file().
-STATE_FILE = f"{STATE_DIR}/rollout.json"
-
-
 class RolloutFailed(ClusterctlError):
     def __init__(
         self, node: str, step: str, reason: str, drained: bool, held: str = "drain"
@@ -280,10 +275,8 @@ def restore(cluster: Cluster, node: str, emit: Emit, timeout: float = 60.0) -> N
 def _save_state(cluster: Cluster, state: dict[str, Any]) -> None:
     lock_host = cluster.frontends[cluster.inv.frontends[0].name]
     lock_host.sh(
-        r'for f in "$1" "$2"; do mkdir -p -- "$(dirname -- "$f")" &&'
-        r' printf "%s\n" "$3" > "$f.tmp" && mv -f -- "$f.tmp" "$f" || exit 1; done',
+        r'mkdir -p -- "$(dirname -- "$1")" && printf "%s\n" "$2" > "$1.tmp" && mv -f -- "$1.tmp" "$1"',
         state_file(cluster.inv.cluster),
-        STATE_FILE,
         json.dumps({"cluster": cluster.inv.cluster, **state}, indent=2),
     )
 

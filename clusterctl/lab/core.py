@@ -710,6 +710,7 @@ def _start_host(naming: Naming, state_dir: Path, host: LabHost, state: _State) -
             stdout=log,
             stderr=log,
             env=env,
+            cwd="/",
             start_new_session=True,
             close_fds=True,
         )

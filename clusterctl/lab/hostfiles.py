@@ -12,6 +12,9 @@ from collections.abc import Sequence
 INIT_TEMPLATE = """#!/bin/sh
 # clusterctl lab host init for {host} (generated; do not edit)
 set -u
+# Start from /: the caller's folder may be one the host replaces (/tmp, /root), and a server
+# that returns to its start folder (HAProxy after chroot) would then fail.
+cd / || exit 1
 READY={ready}
 report() {{ printf '%s\\n' "$1" > "$READY.tmp" && mv "$READY.tmp" "$READY"; }}
 fail() {{ echo "lab-init: $*" >&2; report "fail: $*"; exit 1; }}

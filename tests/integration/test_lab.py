@@ -335,3 +335,23 @@ def test_down_after_hard_crash_in_up() -> None:
     assert leftovers(name, state_dir)  # the crash left things behind
     labmod.down(name)
     assert leftovers(name, state_dir) == []
+
+
+@needs_root
+def test_up_from_a_folder_the_hosts_replace(tmp_path: Path) -> None:
+    # Run from inside /tmp, which every host has its own copy of: servers that return to
+    # their start folder (HAProxy after chroot) must still start.
+    clusterctl = str(Path(sys.executable).with_name("clusterctl"))
+    try:
+        res = subprocess.run(
+            [clusterctl, "lab", "up", "tcwd", "--backends", "0", "--frontends", "haproxy"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert res.returncode == 0, res.stderr
+        assert "lab 'tcwd' up" in res.stdout
+    finally:
+        labmod.down("tcwd")

@@ -261,7 +261,7 @@ def inventories(
                     route["host"] = draw(HOSTS)
                 route_key = (
                     route.get("host", "").lower().rstrip(".") or None,
-                    route.get("path"),
+                    route.get("path", "/"),  # no path and "/" are the same route
                 )
                 if route_key not in keys:
                     keys.add(route_key)

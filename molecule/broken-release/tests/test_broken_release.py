@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from clusterctl.rollout import STATE_FILE
+from clusterctl.rollout import state_file
 from clusterctl.verify.targets import Connections, Settings, http_probe, make_targets
 
 BROKEN = os.environ.get("BROKEN_VERSION", "9.9.9")
@@ -105,7 +105,9 @@ def test_be3_is_untouched_and_serving(conn: Connections, status: list[dict[str, 
 
 def test_rollout_stopped_at_be2_private_check(conn: Connections) -> None:
     lock_host = conn.targets.inventory.frontends[0].name
-    state = json.loads(conn.frontend(lock_host).file(STATE_FILE).content_string)
+    state = json.loads(
+        conn.frontend(lock_host).file(state_file(conn.targets.inventory.cluster)).content_string
+    )
     assert state["version"] == BROKEN
     assert state["status"] == "failed"
     assert state["failed"]["node"] == "be2"
