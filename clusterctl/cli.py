@@ -448,6 +448,21 @@ def lab_status(name: LabName = "lab", output: OutputFormat = "text") -> None:
         raise typer.Exit(1)
 
 
+@lab_app.command("ssh", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def lab_ssh(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Argument(help="Lab host name (lb1, be2, ...).")],
+    name: Annotated[str, typer.Option("--lab", help="Lab name.")] = "lab",
+) -> None:
+    """Open a shell on a lab host (or run the command after --), host key checked strictly."""
+    import os
+
+    from clusterctl import lab
+
+    argv = lab.info(name).ssh_argv(host, *ctx.args)
+    os.execvp(argv[0], argv)  # noqa: S606 - an argv list, no shell: ssh takes over the terminal
+
+
 @lab_app.command("load")
 def lab_load(
     name: LabName = "lab",

@@ -30,7 +30,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -132,6 +132,32 @@ class LabInfo:
             if h.name == name:
                 return h
         raise LabError(f"lab {self.name!r} has no host {name!r}")
+
+    def ssh_argv(self, name: str, *command: str, options: Sequence[str] = ()) -> list[str]:
+        """The OpenSSH command line that reaches a lab host as root, host key checked strictly."""
+        host = self.host(name)
+        return [
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts_path}",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "ConnectTimeout=5",
+            *options,
+            "-i",
+            str(self.ssh_key_path),
+            "-p",
+            str(host.ssh_port),
+            f"root@{host.address}",
+            *command,
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -35,25 +35,8 @@ def lab_cluster() -> Iterator[labmod.LabInfo]:
 
 
 def ssh_argv(info: labmod.LabInfo, address: str, *command: str) -> list[str]:
-    return [
-        "ssh",
-        "-F",
-        "/dev/null",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        f"UserKnownHostsFile={info.known_hosts_path}",
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "ConnectTimeout=5",
-        "-i",
-        str(info.ssh_key_path),
-        f"root@{address}",
-        *command,
-    ]
+    name = next(h.name for h in info.hosts if h.address == address)
+    return info.ssh_argv(name, *command)
 
 
 @pytest.fixture

@@ -208,32 +208,10 @@ class Lab:
         return self.inventory
 
     def ssh_argv(self, host: str, script: str) -> list[str]:
-        return [
-            "ssh",
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            f"UserKnownHostsFile={self.info.known_hosts_path}",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "ConnectTimeout=5",
-            # One connection per host, reused: a check costs milliseconds, not a key exchange.
-            "-o",
-            "ControlMaster=auto",
-            "-o",
-            f"ControlPath={self.control_dir}/%C",
-            "-o",
-            "ControlPersist=60",
-            "-i",
-            str(self.info.ssh_key_path),
-            f"root@{self.address(host)}",
-            script,
-        ]
+        # One connection per host, reused: a check costs milliseconds, not a key exchange.
+        control = ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_dir}/%C"]
+        control += ["-o", "ControlPersist=60"]
+        return self.info.ssh_argv(host, script, options=control)
 
     @property
     def control_dir(self) -> Path:
@@ -301,6 +279,19 @@ class Lab:
         )
         out = self.ssh(host, script).out.split()
         return int(out[0]), frozenset(int(x) for x in out[1:])
+
+    def not_reloaded(self, before: dict[str, tuple[int, frozenset[int]]]) -> dict[str, str]:
+        """Hosts of `before` that reloaded since: a reload replaces every worker, so all of
+        the old ones still alive under the same master means none happened. (Apache starts
+        extra children under load by itself, so the set may grow.)"""
+        out = {}
+        for host, (master, workers) in before.items():
+            now_master, now_workers = self.pids(host)
+            if now_master != master or not workers <= now_workers:
+                out[host] = (
+                    f"master {master}->{now_master}, workers {sorted(workers)}->{sorted(now_workers)}"
+                )
+        return out
 
     def temp_files(self, host: str) -> list[str]:
         dirs = sorted({p.rsplit("/", 1)[0] for p in self.managed_paths(host)})

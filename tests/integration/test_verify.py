@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -55,23 +56,7 @@ class VerifyLab:
 
     def ssh(self, host: str, script: str, *args: str) -> subprocess.CompletedProcess[str]:
         """Run a shell script on a lab host with the real ssh client, strict host keys."""
-        argv = [
-            "ssh",
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            f"UserKnownHostsFile={self.info.known_hosts_path}",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-i",
-            str(self.info.ssh_key_path),
-            f"root@{self.info.host(host).address}",
-            "sh -s -- " + " ".join(f"'{a}'" for a in args),
-        ]
+        argv = self.info.ssh_argv(host, "sh -s -- " + shlex.join(args))
         return subprocess.run(
             argv, input=script, capture_output=True, text=True, timeout=60, check=True
         )
