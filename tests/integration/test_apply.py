@@ -28,6 +28,7 @@ from tests.integration.labfixtures import (
     Run,
     acceptance_inventory,
     cli,
+    dump_yaml,
     host_status,
     http_get,
     keepalive_load,
@@ -306,3 +307,25 @@ def test_route_change_under_load_fails_no_request(lab: Lab, applied: dict[str, A
         assert {b for b in r.backends if r.backends[b] > 0} == {"be1", "be2", "be3"}
         assert http_get(fe.address, "/under-load").backend == "be3"
     assert plan(lab, "--detailed-exitcode").rc == 0
+
+
+def test_plan_through_a_jump_host(lab: Lab, inventory: dict[str, Any]) -> None:
+    """defaults.ssh.jump: lb2 and lb3 are reached through lb1 (ProxyJump); a jump host that
+    does not answer makes them unreachable, which shows the jump is really taken."""
+    lb1 = lab.address("lb1")
+    via_lb1 = copy.deepcopy(inventory)
+    via_lb1["defaults"]["ssh"]["jump"] = lb1
+    path = lab.workdir / "via-lb1.yaml"
+    dump_yaml(via_lb1, path)
+    plan_ok = plan_json(path, "--limit", "lb2,lb3")
+    reached = host_status(plan_ok)
+    assert set(reached) == {"lb2", "lb3"}, plan_ok
+    assert "unreachable" not in reached.values(), plan_ok  # facts gathered through lb1
+
+    via_nothing = copy.deepcopy(inventory)
+    via_nothing["defaults"]["ssh"]["jump"] = lab.spare_address()
+    dump_yaml(via_nothing, path)
+    plan_bad = plan_json(path, "--limit", "lb2")
+    (host,) = plan_bad["hosts"]
+    assert host["status"] == "unreachable", plan_bad
+    assert f"cannot reach {lab.spare_address()}:22" in host["error"], plan_bad
