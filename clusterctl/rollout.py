@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from clusterctl.errors import ClusterctlError
@@ -331,7 +332,7 @@ def upgrade_node(cluster: Cluster, server: Server, opts: Options, emit: Emit) ->
     step = "deploy"
     try:
         emit(Event(name, "deploy", "start", 0.0))
-        times.deploy = run_deploy(node, inv.deploy, opts.version, server)
+        times.deploy = run_deploy(node, inv.deploy, opts.version, server, _base(inv))
         emit(Event(name, "deploy", "ok", times.deploy))
         step = "check"
         t_check = time.monotonic()
@@ -344,7 +345,7 @@ def upgrade_node(cluster: Cluster, server: Server, opts: Options, emit: Emit) ->
         if previous and previous != opts.version:
             emit(Event(name, "rollback", "start", 0.0, f"back to {previous}"))
             try:
-                run_deploy(node, inv.deploy, previous, server)
+                run_deploy(node, inv.deploy, previous, server, _base(inv))
                 private_check(node, inv.deploy, previous, server)
                 # The old release answers again: the clients pinned to it may come back.
                 cluster.set_state(name, "drain")
@@ -361,6 +362,11 @@ def upgrade_node(cluster: Cluster, server: Server, opts: Options, emit: Emit) ->
     times.total = time.monotonic() - t0
     emit(Event(name, "done", "ok", times.total))
     return times
+
+
+def _base(inv: Inventory) -> Path:
+    """The inventory's folder: relative artifact paths start there."""
+    return Path(inv.source).parent if inv.source else Path.cwd()
 
 
 def run(inv: Inventory, opts: Options, emit: Emit) -> Report:

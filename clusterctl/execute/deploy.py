@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 from clusterctl.errors import ClusterctlError
 from clusterctl.execute.apply import StepFailed
@@ -24,12 +25,82 @@ def check_version(version: str) -> str:
     return version
 
 
+def _fill(argv: tuple[str, ...], version: str, server: Server) -> list[str]:
+    return [a.replace("{version}", version).replace("{server}", server.name) for a in argv]
+
+
 def deploy_argv(deploy: Deploy, version: str, server: Server) -> list[str]:
     if deploy.command is None:
-        raise ClusterctlError("the inventory has no deploy.command; rollout cannot deploy")
-    return [
-        a.replace("{version}", version).replace("{server}", server.name) for a in deploy.command
-    ]
+        raise ClusterctlError(
+            "the inventory has neither deploy.command nor deploy.release; rollout cannot deploy"
+        )
+    return _fill(deploy.command, version, server)
+
+
+# $1 root, $2 version. Exit 0 if the release is there already, 3 if it is not.
+_HAS_RELEASE = 'test -d "$1/releases/$2" || exit 3'
+
+# $1 root, $2 version; the artifact (.tar.gz) on stdin. Unpacked beside, then renamed into
+# place, so a release directory is either whole or absent.
+_UNPACK = r"""set -e
+mkdir -p -- "$1/releases"
+tmp="$1/releases/.$2.unpack$$"
+rm -rf -- "$tmp"; mkdir -m 755 -- "$tmp"
+trap 'rm -rf -- "$tmp"' EXIT
+tar -xzf - -C "$tmp" --no-same-owner
+mv -T -- "$tmp" "$1/releases/$2"
+trap - EXIT
+"""
+
+# $1 root, $2 version, $3 releases to keep. Switch `current` atomically, then prune the oldest.
+_SWITCH = r"""set -e
+touch -- "$1/releases/$2"
+ln -sfn "releases/$2" "$1/.current.new$$"
+mv -f -T -- "$1/.current.new$$" "$1/current"
+"""
+_PRUNE = r"""cd -- "$1/releases" || exit 0
+ls -1t | grep -v -x -F -- "$2" | tail -n +"$3" | while IFS= read -r d; do rm -rf -- "$d"; done
+"""
+
+MAX_ARTIFACT = 512 * 1024 * 1024
+
+
+def _artifact(deploy: Deploy, version: str, base: Path) -> bytes:
+    from clusterctl.model.checks import is_system_path
+    from clusterctl.model.loader import resolve_local
+
+    assert deploy.release is not None
+    path = resolve_local(deploy.release.artifact.replace("{version}", version), base).resolve()
+    if is_system_path(str(path)):
+        raise StepFailed("deploy", f"artifact {path} is a system file; clusterctl will not read it")
+    try:
+        if path.stat().st_size > MAX_ARTIFACT:
+            raise StepFailed("deploy", f"artifact {path} is larger than 512 MiB")
+        return path.read_bytes()
+    except OSError as exc:
+        raise StepFailed("deploy", f"artifact {path}: {exc.strerror}") from None
+
+
+def deploy_release(
+    remote: Remote, deploy: Deploy, version: str, server: Server, base: Path
+) -> None:
+    """The built-in strategy: upload and unpack the artifact if the release is new, switch
+    `current` atomically, restart, keep the last deploy.keep_releases releases (at least 2, so
+    the previous release is always there to go back to)."""
+    rel = deploy.release
+    assert rel is not None
+    if remote.sh(_HAS_RELEASE, rel.root, version).rc != 0:
+        data = _artifact(deploy, version, base)
+        res = remote.sh(_UNPACK, rel.root, version, stdin=data)
+        if not res.ok:
+            raise StepFailed("deploy", f"unpacking the artifact on {server.name}: {res.words()}")
+    res = remote.sh(_SWITCH, rel.root, version)
+    if not res.ok:
+        raise StepFailed("deploy", f"switching current on {server.name}: {res.words()}")
+    res = remote.run(_fill(rel.restart, version, server), sudo=True, timeout=600)
+    if not res.ok:
+        raise StepFailed("deploy", f"restart: {res.words()}")
+    remote.sh(_PRUNE, rel.root, version, str(max(2, deploy.keep_releases)))
 
 
 def health_url(deploy: Deploy, server: Server) -> str:
@@ -52,9 +123,15 @@ def probe_node(remote: Remote, deploy: Deploy, server: Server) -> tuple[int, str
     return status, release
 
 
-def run_deploy(remote: Remote, deploy: Deploy, version: str, server: Server) -> float:
-    argv = deploy_argv(deploy, version, server)
+def run_deploy(
+    remote: Remote, deploy: Deploy, version: str, server: Server, base: Path | None = None
+) -> float:
+    """Deploy `version` on the node; seconds taken. `base`: the inventory's folder."""
     started = time.monotonic()
+    if deploy.release is not None:
+        deploy_release(remote, deploy, version, server, base or Path.cwd())
+        return time.monotonic() - started
+    argv = deploy_argv(deploy, version, server)
     res = remote.run(argv, sudo=True, timeout=600)
     if not res.ok:
         raise StepFailed("deploy", res.words())

@@ -194,8 +194,19 @@ class DeployCheck:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Release:
+    """The built-in release strategy: an artifact unpacked into root/releases/<version>."""
+
+    root: str = req(c.remote_path, "application folder on each node (releases/, current)")
+    artifact: str = req(c.local_path, "local .tar.gz of a release; {version} is filled in")
+    restart: tuple[str, ...] = req(c.argv("version", "server"), "restarts the app on the node")
+    at: dict[str, Pos] = meta()
+
+
+@dataclass(frozen=True, kw_only=True)
 class Deploy:
     command: tuple[str, ...] | None = opt(c.argv("version", "server"))
+    release: Release | None = opt(None)
     health: DeployCheck = opt(None, default=DeployCheck())
     drain_timeout: int = opt(c.duration, default=60_000)
     batch: int = opt(c.integer(1, 1000), default=1)

@@ -155,6 +155,13 @@ def check_semantics(inv: Inventory) -> list[Problem]:
                 )
     _check_ports(inv, r)
     _check_pool_modes(inv, r)
+    if inv.deploy.command is not None and inv.deploy.release is not None:
+        r.add(
+            inv.deploy,
+            "release",
+            "deploy.release",
+            "give either deploy.command or deploy.release (the built-in strategy), not both",
+        )
 
     for fi, fe in enumerate(inv.frontends):
         where = f"frontends[{fi}]"

@@ -496,3 +496,52 @@ def test_a_batch_below_the_floor_is_refused_before_anything_is_touched(
     assert all(v["state"] == "ready" for v in status_json(rig))
     assert rollout_state() == state_before
     assert ok(cli("lock", "show", "-i", str(rig.inventory))).stdout.strip().endswith("free")
+
+
+def test_built_in_release_strategy_uploads_switches_and_prunes(
+    settled: Rig, tmp_path: Path, lab_ssh_argv: Callable[..., list[str]]
+) -> None:
+    """deploy.release: the artifact is unpacked into releases/<version> on each node, `current`
+    switched, the app restarted, and only the last releases kept; a missing artifact stops the
+    rollout at the first node with the old release still serving."""
+    rig = settled
+    inv = YAML(typ="safe").load(rig.inventory.read_text())
+    inv["deploy"].pop("command")
+    inv["deploy"]["release"] = {
+        "root": "/srv/app",
+        "artifact": "artifacts/app-{version}.tar.gz",
+        "restart": ["/srv/app/bin/deploy", "--restart"],
+    }
+    inv["deploy"]["keep_releases"] = 2
+    path = tmp_path / "release.yaml"
+    with path.open("w") as fh:
+        YAML().dump(inv, fh)
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    for version in ("rel-1", "rel-2"):
+        src = tmp_path / version
+        src.mkdir()
+        (src / "VERSION").write_text(version + "\n")
+        (src / "app.txt").write_text(f"built {version}\n")
+        subprocess.run(
+            ["tar", "-czf", str(artifacts / f"app-{version}.tar.gz"), "-C", str(src), "."],
+            check=True,
+        )
+    for version in ("rel-1", "rel-2"):
+        ok(cli("rollout", "-i", str(path), "--version", version))
+        assert releases(rig) == dict.fromkeys(BACKENDS, version)
+
+    def on_be1(*command: str) -> str:
+        argv = lab_ssh_argv(rig.info, rig.address("be1"), *command)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout
+
+    assert on_be1("readlink", "/srv/app/current").strip() == "releases/rel-2"
+    assert on_be1("cat", "/srv/app/releases/rel-2/app.txt") == "built rel-2\n"
+    kept = on_be1("ls", "-1", "/srv/app/releases").split()
+    assert kept == ["rel-1", "rel-2"]  # keep_releases 2: the older ones are gone
+
+    res = cli("rollout", "-i", str(path), "--version", "rel-3")
+    assert res.returncode == 1
+    assert "app-rel-3.tar.gz" in res.stderr and "No such file" in res.stderr, res.stderr
+    assert releases(rig) == dict.fromkeys(BACKENDS, "rel-2")
+    ok(cli("restore", "-i", str(path), "be1"))

@@ -214,3 +214,28 @@ def test_pool_shared_by_http_and_tcp_services_is_refused() -> None:
     assert out == [
         "inv.yaml:5:11: pools[0]: used by both http and tcp services ('raw' is tcp); give each mode its own pool"
     ]
+
+
+def test_full_example_documents_the_release_strategy() -> None:
+    # The commented alternative in the reference inventory is valid once swapped in.
+    text = (REPO / "inventories" / "full.yaml").read_text()
+    lines = text.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.strip().startswith("# release:"))
+    block = [ln.replace("  # ", "  ", 1) for ln in lines[start : start + 4]]
+    swapped = [ln for ln in lines if not ln.strip().startswith("command: [/usr/local/bin")]
+    at = swapped.index(lines[start])
+    swapped[at : at + 4] = block
+    inv = parse("\n".join(swapped) + "\n", str(REPO / "inventories" / "full.yaml"))
+    assert inv.deploy.command is None and inv.deploy.release is not None
+    assert inv.deploy.release.artifact == "build/app-{version}.tar.gz"
+    assert inv.deploy.release.restart == ("systemctl", "restart", "app")
+
+
+def test_command_and_release_are_exclusive() -> None:
+    out = problems(
+        BASE
+        + "deploy:\n  command: [x]\n  release: {root: /srv/app, artifact: a.tgz, restart: [y]}\n"
+    )
+    assert out == [
+        "inv.yaml:14:12: deploy.release: give either deploy.command or deploy.release (the built-in strategy), not both"
+    ]

@@ -227,7 +227,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeCluster, dict[st
     def probe(remote: str, deploy: Any, server: Any) -> tuple[int, str]:
         return 200, world["release"][server.name]
 
-    def run_deploy(remote: str, deploy: Any, version: str, server: Any) -> float:
+    def run_deploy(remote: str, deploy: Any, version: str, server: Any, *base: Any) -> float:
         if (server.name, version) in world["deploy_fails"]:
             raise StepFailed("deploy", "deploy-app: no space left on device")
         world["release"][server.name] = version
