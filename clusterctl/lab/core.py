@@ -42,7 +42,6 @@ from clusterctl.lab import hostfiles
 # Outside /var/lib/clusterctl, which every lab host gets a private copy of (its cluster lock,
 # backups and rollout state, as on separate machines).
 LABS_ROOT = Path(os.environ.get("CLUSTERCTL_LAB_ROOT", "/var/lib/clusterctl-labs"))
-_LEGACY_ROOT = Path("/var/lib/clusterctl/labs")
 LAB_NETWORK = ipaddress.ip_network("198.18.0.0/15")
 FRONTEND_KINDS = ("haproxy", "nginx", "apache")
 FRONTEND_BASE = 11
@@ -371,9 +370,6 @@ def _locate(name: str) -> Path:
     ref = _ref_path(name)
     if ref.exists():
         return Path(ref.read_text().strip())
-    legacy = _LEGACY_ROOT / name  # labs made before the root moved out of /var/lib/clusterctl
-    if not (LABS_ROOT / name).exists() and (legacy / "state.json").exists():
-        return legacy
     return LABS_ROOT / name
 
 
