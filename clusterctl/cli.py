@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
@@ -36,11 +36,6 @@ def _out(text: str) -> None:
 
 def _err(text: str) -> None:
     sys.stderr.write(text + "\n")
-
-
-def _not_built(command: str, issue: int) -> NoReturn:
-    _err(f"clusterctl {command} is not built yet (issue #{issue}); nothing was done.")
-    raise typer.Exit(2)
 
 
 def _version(value: bool) -> None:
@@ -262,6 +257,20 @@ def rollout(
             )
 
 
+def _by_hand(
+    inventory: Path, node: str, what: str, lock_wait: float, step: Callable[[Any], object]
+) -> None:
+    """Drain or restore one node under the cluster lock: rollout's own steps, run by hand."""
+    from clusterctl import rollout as ro
+    from clusterctl.execute.runner import cluster_lock
+    from clusterctl.model import load
+
+    inv = load(inventory)
+    ro.find_server(inv, node)
+    with cluster_lock(inv, f"{what} {node}", lock_wait), ro.open_cluster(inv) as cluster:
+        step(cluster)
+
+
 @app.command()
 def drain(
     inventory: Inventory,
@@ -272,15 +281,10 @@ def drain(
 ) -> None:
     """Take a node out on every front end and wait until its sessions are gone."""
     from clusterctl import rollout as ro
-    from clusterctl.execute.runner import cluster_lock
-    from clusterctl.model import load
 
-    fmt = _output(output)
-    inv = load(inventory)
-    ro.find_server(inv, node)
-    with cluster_lock(inv, f"drain {node}", lock_wait), ro.open_cluster(inv) as cluster:
-        ro.drain(cluster, node, timeout, False, _emitter(fmt))
-    if fmt == "text":
+    emit = _emitter(_output(output))
+    _by_hand(inventory, node, "drain", lock_wait, lambda c: ro.drain(c, node, timeout, False, emit))
+    if output == "text":
         _out(f"{node} is drained on every front end; test it privately, then: clusterctl restore")
 
 
@@ -293,15 +297,10 @@ def restore(
 ) -> None:
     """Put a node back on every front end and wait until each reports it up."""
     from clusterctl import rollout as ro
-    from clusterctl.execute.runner import cluster_lock
-    from clusterctl.model import load
 
-    fmt = _output(output)
-    inv = load(inventory)
-    ro.find_server(inv, node)
-    with cluster_lock(inv, f"restore {node}", lock_wait), ro.open_cluster(inv) as cluster:
-        ro.restore(cluster, node, _emitter(fmt))
-    if fmt == "text":
+    emit = _emitter(_output(output))
+    _by_hand(inventory, node, "restore", lock_wait, lambda c: ro.restore(c, node, emit))
+    if output == "text":
         _out(f"{node} is back in service on every front end")
 
 
@@ -357,32 +356,23 @@ app.add_typer(lock_app, name="lock")
 @lock_app.command("show")
 def lock_show(inventory: Inventory) -> None:
     """Show who holds the cluster lock, if anyone."""
-    from clusterctl.execute import lock as lockmod
-    from clusterctl.execute.endpoints import frontend_endpoints
-    from clusterctl.execute.ssh import Remote
+    from clusterctl.execute.runner import show_lock
     from clusterctl.model import load
 
     inv = load(inventory)
-    lock_fe = inv.frontends[0]
-    with Remote.connect(frontend_endpoints(inv)[lock_fe.name]) as remote:
-        info = lockmod.show(remote)
-    _out(f"lock on {lock_fe.name}: {info.describe()}" if info else f"lock on {lock_fe.name}: free")
+    info = show_lock(inv)
+    _out(f"lock on {inv.frontends[0].name}: {info.describe() if info else 'free'}")
 
 
 @lock_app.command("break")
 def lock_break(inventory: Inventory, lock_id: str) -> None:
     """Remove a stale cluster lock; needs the lock's id (see `clusterctl lock show`)."""
-    from clusterctl.execute import lock as lockmod
-    from clusterctl.execute.endpoints import frontend_endpoints
-    from clusterctl.execute.ssh import Remote
+    from clusterctl.execute.runner import break_lock
     from clusterctl.model import load
 
     inv = load(inventory)
-    lock_fe = inv.frontends[0]
-    with Remote.connect(frontend_endpoints(inv)[lock_fe.name]) as remote:
-        if not lockmod.release(remote, lock_id):
-            raise ClusterctlError(f"the lock on {lock_fe.name} does not have id {lock_id}")
-    _out(f"lock {lock_id} on {lock_fe.name} broken")
+    break_lock(inv, lock_id)
+    _out(f"lock {lock_id} on {inv.frontends[0].name} broken")
 
 
 LabName = Annotated[str, typer.Argument(help="Lab name; keys every namespace, address and path.")]
@@ -472,18 +462,13 @@ def lab_load(
 ) -> None:
     """Send bounded steady traffic (GETs and POSTs) through every lab front end; count failures."""
     from clusterctl import lab
-    from clusterctl.loadgen import Load
+    from clusterctl.loadgen import load_all
 
-    info = lab.info(name)
-    loads = {
-        h.name: Load(h.url, clients=clients, duration=duration, keepalive=keepalive).start()
-        for h in info.frontends
-    }
-    failed = 0
-    for host, load in loads.items():
-        report = load.wait()
-        failed += report.failed
+    urls = {h.name: h.url for h in lab.info(name).frontends}
+    reports = load_all(urls, clients=clients, duration=duration, keepalive=keepalive)
+    for host, report in reports.items():
         _out(f"{host}: {report.summary()}")
+    failed = sum(r.failed for r in reports.values())
     if failed:
         raise ClusterctlError(f"{failed} failed request(s) through the lab's front ends")
 

@@ -36,11 +36,3 @@ class InventoryError(ClusterctlError):
 
 class RenderError(ClusterctlError):
     """A value reached a template that the template cannot hold (a validator gap: a bug)."""
-
-
-class ValidatorError(ClusterctlError):
-    """A server's own config check (haproxy -c, nginx -t, apache2 -t) rejected a config."""
-
-
-class NotBuiltError(ClusterctlError):
-    """A command that a later piece of work fills in."""

@@ -18,6 +18,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from clusterctl.errors import ClusterctlError
@@ -250,3 +251,9 @@ class Load:
             report.merge(w.report)
         report.seconds = time.monotonic() - self.started
         return report
+
+
+def load_all(urls: dict[str, str], **options: Any) -> dict[str, LoadReport]:
+    """The same bounded load through several targets at once, run to its bounds."""
+    loads = {name: Load(url, **options).start() for name, url in urls.items()}
+    return {name: load.wait() for name, load in loads.items()}

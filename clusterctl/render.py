@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -99,8 +98,6 @@ def render_frontend(inv: Inventory, fe: Frontend, root: str = "") -> HostFiles:
     return dict(sorted(files.items()))
 
 
-def render(inv: Inventory, only: Mapping[str, bool] | None = None) -> dict[str, HostFiles]:
-    """Files for every front end (or those named in `only`), keyed by host name."""
-    return {
-        fe.name: render_frontend(inv, fe) for fe in inv.frontends if only is None or fe.name in only
-    }
+def render(inv: Inventory) -> dict[str, HostFiles]:
+    """Files for every front end, keyed by host name."""
+    return {fe.name: render_frontend(inv, fe) for fe in inv.frontends}

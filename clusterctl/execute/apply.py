@@ -124,9 +124,6 @@ def stage_and_validate(remote: Remote, inv: Inventory, fe: Frontend, run_id: str
         argv = driver.validate_argv(root + driver.paths(fe).config, root)
         result = remote.sh(_PATH + 'exec "$@"', *argv)
         if not result.ok:
-            if not (result.out.strip() or result.err.strip()) and "-q" in argv:
-                # `haproxy -c -q` is silent even about the error: ask again for its words.
-                result = remote.sh(_PATH + 'exec "$@"', *[a for a in argv if a != "-q"])
             words = _validator_words(result)
             raise StepFailed(f"validate ({argv[0]})", words.replace(root, ""))
         # `apache2 -t` does not load certificates, and a graceful restart that cannot load them

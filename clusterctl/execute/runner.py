@@ -64,12 +64,29 @@ def make_plan(
     return Plan(tuple(hosts))
 
 
+def lock_host(inv: Inventory, ssh_config: Path | None = None) -> Endpoint:
+    """Where the cluster lock lives: the inventory's first front end (like Kamal's primary)."""
+    return frontend_endpoints(inv, ssh_config)[inv.frontends[0].name]
+
+
+def show_lock(inv: Inventory) -> lockmod.LockInfo | None:
+    with Remote.connect(lock_host(inv)) as remote:
+        return lockmod.show(remote)
+
+
+def break_lock(inv: Inventory, lock_id: str) -> None:
+    """Remove the cluster lock, only if it has this id (a stale lock is broken knowingly)."""
+    ep = lock_host(inv)
+    with Remote.connect(ep) as remote:
+        if not lockmod.release(remote, lock_id):
+            raise ClusterctlError(f"the lock on {ep.name} does not have id {lock_id}")
+
+
 @contextmanager
 def cluster_lock(
     inv: Inventory, command: str, wait: float = 0.0, ssh_config: Path | None = None
 ) -> Iterator[lockmod.LockInfo]:
-    lock_fe = inv.frontends[0]
-    ep = frontend_endpoints(inv, ssh_config)[lock_fe.name]
+    ep = lock_host(inv, ssh_config)
     info = lockmod.new_lock(command)
     with Remote.connect(ep) as remote:
         lockmod.acquire(remote, info, wait)

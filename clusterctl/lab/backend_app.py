@@ -33,11 +33,38 @@ from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 MAX_SLOW_SECONDS = 60.0
 MAX_BODY = 64 * 1024 * 1024
+
+
+def read_body(headers: Any, rfile: Any, limit: int = MAX_BODY) -> int:
+    """Read a request body (Content-Length or chunked) and return its length in bytes."""
+    if headers.get("Transfer-Encoding", "").lower() == "chunked":
+        total = 0
+        while True:
+            line = rfile.readline(1024)
+            size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass
+                return total
+            total += len(rfile.read(size))
+            rfile.readline(8)
+            if total > limit:
+                raise ValueError("body too large")
+    length = int(headers.get("Content-Length") or 0)
+    if length > limit:
+        raise ValueError("body too large")
+    remaining = length
+    while remaining > 0:
+        chunk = rfile.read(min(remaining, 65536))
+        if not chunk:
+            break
+        remaining -= len(chunk)
+    return length - remaining
 
 
 class State:
@@ -95,29 +122,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- helpers -----------------------------------------------------------
     def _read_body(self) -> int:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            total = 0
-            while True:
-                line = self.rfile.readline(1024)
-                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return total
-                total += len(self.rfile.read(size))
-                self.rfile.readline(8)
-                if total > MAX_BODY:
-                    raise ValueError("body too large")
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            raise ValueError("body too large")
-        remaining = length
-        while remaining > 0:
-            chunk = self.rfile.read(min(remaining, 65536))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-        return length - remaining
+        return read_body(self.headers, self.rfile)
 
     def _has_session(self) -> bool:
         raw = self.headers.get("Cookie")

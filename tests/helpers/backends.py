@@ -17,7 +17,9 @@ import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
+
+from clusterctl.lab.backend_app import read_body
 
 
 class _Tracked:
@@ -74,19 +76,7 @@ class _Handler(BaseHTTPRequestHandler):
             super().finish()
 
     def _read_body(self) -> int:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            total = 0
-            while True:
-                line = self.rfile.readline(1024)
-                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return total
-                total += len(self.rfile.read(size))
-                self.rfile.readline(8)
-        length = int(self.headers.get("Content-Length") or 0)
-        return len(self.rfile.read(length)) if length else 0
+        return read_body(self.headers, self.rfile)
 
     def _handle(self) -> None:
         b = self.server.backend
@@ -125,30 +115,29 @@ class _Handler(BaseHTTPRequestHandler):
     do_PUT = _handle
 
 
-class HttpBackend:
-    """An HTTP server on `address` that answers with its `name`; port 0 picks a free one."""
+class _Served:
+    """A server in a thread, on a port the OS picks unless given; stop() also cuts every open
+    connection, so the port then refuses connections as a stopped backend would."""
 
     def __init__(self, name: str, address: str, port: int = 0) -> None:
         self.name = name
         self.address = address
         self.port = port
-        self.healthy = True
-        self.checks = 0
-        self.hits: Counter[str] = Counter()
-        self.lock = threading.Lock()
         self.conns = _Tracked()
-        self._server: _HttpServer | None = None
+        self._server: socketserver.TCPServer | None = None
         self._thread: threading.Thread | None = None
+
+    def _make(self) -> socketserver.TCPServer:
+        raise NotImplementedError
 
     @property
     def running(self) -> bool:
         return self._server is not None
 
-    def start(self) -> HttpBackend:
+    def start(self) -> Self:
         if self._server is not None:
             return self
-        server = _HttpServer((self.address, self.port), _Handler)
-        server.backend = self
+        server = self._make()
         self.port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(
@@ -158,7 +147,6 @@ class HttpBackend:
         return self
 
     def stop(self) -> None:
-        """Stop listening and cut every open connection (the port then refuses connections)."""
         server, self._server = self._server, None
         if server is None:
             return
@@ -167,6 +155,22 @@ class HttpBackend:
         self.conns.cut_all()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+class HttpBackend(_Served):
+    """An HTTP server on `address` that answers with its `name`; port 0 picks a free one."""
+
+    def __init__(self, name: str, address: str, port: int = 0) -> None:
+        super().__init__(name, address, port)
+        self.healthy = True
+        self.checks = 0
+        self.hits: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def _make(self) -> socketserver.TCPServer:
+        server = _HttpServer((self.address, self.port), _Handler)
+        server.backend = self
+        return server
 
     def total_hits(self) -> int:
         with self.lock:
@@ -200,34 +204,10 @@ class _EchoHandler(socketserver.BaseRequestHandler):
             b.conns.discard(self.request)
 
 
-class TcpEchoBackend:
+class TcpEchoBackend(_Served):
     """A TCP server that answers every chunk it reads with ``<name>:<chunk>``."""
 
-    def __init__(self, name: str, address: str, port: int = 0) -> None:
-        self.name = name
-        self.address = address
-        self.port = port
-        self.conns = _Tracked()
-        self._server: _TcpServer | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> TcpEchoBackend:
+    def _make(self) -> socketserver.TCPServer:
         server = _TcpServer((self.address, self.port), _EchoHandler)
         server.backend = self
-        self.port = server.server_address[1]
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        self.conns.cut_all()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        return server
