@@ -17,6 +17,8 @@ app = typer.Typer(
     help="Declarative HAProxy, nginx and Apache front ends for a web cluster: "
     "validate and render an inventory, push it over SSH, roll out releases with zero failed "
     "requests.",
+    epilog="Exit status: 0 success; 1 any error, usage errors included; 2 changes pending "
+    "(only plan --detailed-exitcode).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -109,8 +111,23 @@ LockWait = Annotated[
 OutputFormat = Annotated[str, typer.Option("--output", help="text or json.", show_default=True)]
 
 
-def _limit(text: str | None) -> list[str] | None:
-    return [x.strip() for x in text.split(",") if x.strip()] if text else None
+def _limit(text: str | None, known: list[str], flag: str = "--limit") -> list[str] | None:
+    """The names of a selection flag; None when it is not given.
+
+    A given but blank selection (`--limit ""`, an unset CI variable) is an error, never "all".
+    """
+    if text is None:
+        return None
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    if not names:
+        raise ClusterctlError(
+            f"{flag} {text!r} names nothing; name one or more of: {', '.join(sorted(known))}"
+        )
+    return names
+
+
+def _frontend_names(inv: Any) -> list[str]:
+    return [fe.name for fe in inv.frontends]
 
 
 def _output(value: str) -> str:
@@ -140,7 +157,7 @@ def plan(
 
     fmt = _output(output)
     inv = load(inventory)
-    the_plan = make_plan(inv, _limit(limit), forks)
+    the_plan = make_plan(inv, _limit(limit, _frontend_names(inv)), forks)
     if fmt == "json":
         _out(json.dumps(plan_json(the_plan), indent=2))
     else:
@@ -160,16 +177,18 @@ def apply(
     lock_wait: LockWait = 0.0,
 ) -> None:
     """Push configs over SSH: validate on the host, swap atomically, reload, probe, or roll back."""
-    from clusterctl.execute.runner import cluster_lock, execute_plan, make_plan
+    from clusterctl.execute.runner import cluster_lock, execute_plan, make_plan, select
     from clusterctl.model import load
     from clusterctl.ui import console, print_plan, print_results
 
     inv = load(inventory)
+    targets = _limit(limit, _frontend_names(inv))
+    select(inv, targets)  # unknown names are refused before the lock is taken
     out = console()
     if not yes and not sys.stdin.isatty():
         raise ClusterctlError("apply needs confirmation: run it on a terminal or pass --yes")
     with cluster_lock(inv, "apply", lock_wait):
-        the_plan = make_plan(inv, _limit(limit), forks)
+        the_plan = make_plan(inv, targets, forks)
         print_plan(the_plan, out)
         if not the_plan.changed and not the_plan.failed:
             out.print("nothing to do")
@@ -268,7 +287,14 @@ def _by_hand(
     inv = load(inventory)
     ro.find_server(inv, node)
     with cluster_lock(inv, f"{what} {node}", lock_wait), ro.open_cluster(inv) as cluster:
+        ro.preflight(cluster)
         step(cluster)
+
+
+def _restore_hint(inventory: Path, node: str) -> str:
+    import shlex
+
+    return f"clusterctl restore -i {shlex.quote(str(inventory))} {shlex.quote(node)}"
 
 
 @app.command()
@@ -276,16 +302,34 @@ def drain(
     inventory: Inventory,
     node: Annotated[str, typer.Argument(help="Backend server name.")],
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for sessions.")] = 60,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Drain even if a pool drops below deploy.min_available."),
+    ] = False,
     output: OutputFormat = "text",
     lock_wait: LockWait = 0.0,
 ) -> None:
-    """Take a node out on every front end and wait until its sessions are gone."""
+    """Take a node out on every front end and wait until its sessions are gone.
+
+    Refused when a pool of the node would keep fewer serving nodes than deploy.min_available
+    (counted from what the front ends report now), unless --force.
+    """
     from clusterctl import rollout as ro
 
     emit = _emitter(_output(output))
-    _by_hand(inventory, node, "drain", lock_wait, lambda c: ro.drain(c, node, timeout, False, emit))
+
+    def run(cluster: Any) -> None:
+        if not force:
+            out = {**ro.declared_out(cluster.inv), **ro.live_out(cluster)}
+            ro.check_floor(cluster.inv, [node], out, fix="--force")
+        ro.drain(cluster, node, timeout, False, emit)
+
+    _by_hand(inventory, node, "drain", lock_wait, run)
     if output == "text":
-        _out(f"{node} is drained on every front end; test it privately, then: clusterctl restore")
+        _out(
+            f"{node} is drained on every front end; test it privately, then: "
+            f"{_restore_hint(inventory, node)}"
+        )
 
 
 @app.command()
@@ -323,10 +367,13 @@ def status(inventory: Inventory, output: OutputFormat = "text") -> None:
             for chunk in cluster.each_frontend(lambda fe, r: admin.views(r, inv, fe))
             for v in chunk
         ]
+        note = ro.interrupted(inv, ro.load_state(cluster))
     if fmt == "json":
         _out(json.dumps([asdict(v) for v in views], indent=2))
     else:
         print_views(views, console())
+        if note:
+            _out(note)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -342,9 +389,12 @@ def verify(
 
     Extra arguments after `--` go to pytest (e.g. -- -x -k haproxy).
     """
+    from clusterctl.model import load
     from clusterctl.verify import run_verify
 
-    rc = run_verify(inventory, _limit(limit), list(ctx.args), release=release)
+    inv = load(inventory)
+    hosts = _frontend_names(inv) + sorted({s.name for p in inv.pools for s in p.servers})
+    rc = run_verify(inventory, _limit(limit, hosts), list(ctx.args), release=release)
     if rc:
         raise typer.Exit(rc)
 
@@ -355,24 +405,52 @@ app.add_typer(lock_app, name="lock")
 
 @lock_app.command("show")
 def lock_show(inventory: Inventory) -> None:
-    """Show who holds the cluster lock, if anyone."""
+    """Show every lock on the cluster's hosts: holder, command, id, hosts, lease, staleness.
+
+    A lock dir whose record cannot be read counts as held; the line says how to break it.
+    """
     from clusterctl.execute.runner import show_lock
     from clusterctl.model import load
 
-    inv = load(inventory)
-    info = show_lock(inv)
-    _out(f"lock on {inv.frontends[0].name}: {info.describe() if info else 'free'}")
+    for line in show_lock(load(inventory)):
+        _out(line)
 
 
 @lock_app.command("break")
-def lock_break(inventory: Inventory, lock_id: str) -> None:
-    """Remove a stale cluster lock; needs the lock's id (see `clusterctl lock show`)."""
+def lock_break(
+    inventory: Inventory,
+    lock_id: Annotated[
+        str | None,
+        typer.Argument(
+            help="The lock's id, as `clusterctl lock show` prints it.", show_default=False
+        ),
+    ] = None,
+    no_record: Annotated[
+        bool,
+        typer.Option(
+            "--no-record",
+            help="Break a lock that has no readable record (a lock dir left by a full disk, "
+            "say), instead of one named by its id.",
+        ),
+    ] = False,
+) -> None:
+    """Remove a stale cluster lock from every host that has it: the one with this id (see
+    `clusterctl lock show`), or with --no-record the lock dirs that have no readable record.
+
+    A lock whose holder's process is gone (same machine), or whose lease ran out, needs no
+    break: the next command takes it over and says so.
+    """
     from clusterctl.execute.runner import break_lock
     from clusterctl.model import load
 
-    inv = load(inventory)
-    break_lock(inv, lock_id)
-    _out(f"lock {lock_id} on {inv.frontends[0].name} broken")
+    if (lock_id is None) == (not no_record):
+        raise ClusterctlError(
+            "lock break needs the lock's id (see: clusterctl lock show) or --no-record, not both"
+            if lock_id
+            else "lock break needs the lock's id (see: clusterctl lock show) or --no-record"
+        )
+    for line in break_lock(load(inventory), lock_id):
+        _out(line)
 
 
 LabName = Annotated[str, typer.Argument(help="Lab name; keys every namespace, address and path.")]
@@ -474,15 +552,31 @@ def lab_load(
 
 
 def main() -> None:
-    # click handles usage errors itself (exit 2); errors a user can cause are one line, exit 1.
+    """Exit 0 on success, 1 on any error (usage errors included), 2 only for "changes pending"
+    under `plan --detailed-exitcode`: click's own usage errors exit 2, which CI would read as
+    pending changes, so click runs non-standalone and its errors are reported here."""
+    # typer vendors its own click; its exception classes are only importable from there.
+    from typer._click import exceptions as click
+
     try:
-        app()
+        code = app(standalone_mode=False)
     except InventoryError as exc:
         _err(str(exc))  # FILE:LINE:COL: message, one line per problem
         sys.exit(1)
     except ClusterctlError as exc:
         _err(f"error: {exc}")
         sys.exit(1)
-    except KeyboardInterrupt:
+    except click.NoArgsIsHelpError as exc:
+        _err(exc.format_message())
+        sys.exit(1)
+    except click.UsageError as exc:
+        hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        _err(f"error: {exc.format_message()}{hint}")
+        sys.exit(1)
+    except click.ClickException as exc:
+        _err(f"error: {exc.format_message()}")
+        sys.exit(1)
+    except (typer.Abort, KeyboardInterrupt):
         _err("interrupted")
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -13,6 +13,7 @@ import dataclasses
 import html
 import io
 import re
+import shlex
 import urllib.parse
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ from clusterctl.drivers import driver_for
 from clusterctl.errors import ClusterctlError
 from clusterctl.execute.apply import apply_host
 from clusterctl.execute.ssh import Remote
-from clusterctl.facts import LiveFile, gather
+from clusterctl.facts import HostFacts, LiveFile, gather
 from clusterctl.model.schema import Frontend, Inventory, Pool
 from clusterctl.model.semantics import frontend_services, service_pools
 from clusterctl.plan import plan_host
@@ -68,6 +69,10 @@ def haproxy_command(remote: Remote, fe: Frontend, command: str) -> str:
     return res.out
 
 
+def _count(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isdigit() else None
+
+
 def parse_haproxy_stat(fe_name: str, text: str) -> list[ServerView]:
     rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
     out = []
@@ -94,7 +99,7 @@ def parse_haproxy_stat(fe_name: str, text: str) -> list[ServerView]:
                 row["svname"],
                 state,
                 health,
-                int(row.get("scur") or 0),
+                _count(row.get("scur")),
             )
         )
     return out
@@ -241,17 +246,40 @@ def _nginx_conf(files: dict[str, LiveFile], fe: Frontend) -> bytes | None:
     return live.content if live is not None and live.exists else None
 
 
-def nginx_apply(
-    remote: Remote, inv: Inventory, fe: Frontend, node: str, state: str, others: dict[str, str]
-) -> None:
-    """Re-render with `node` in `state` and reload gracefully.
+def nginx_drift(inv: Inventory, fe: Frontend, facts: HostFacts, live: dict[str, str]) -> list[str]:
+    """Files nginx runs that this inventory, with the live server states, would change."""
+    return [c.path for c in plan_host(with_states(inv, live), fe, facts).changes]
 
-    Every other node keeps the state nginx runs it in now (a node drained by an earlier
-    `clusterctl drain` stays drained), then `others` (states this process set) on top.
-    """
+
+def _nginx_checked(
+    remote: Remote, inv: Inventory, fe: Frontend
+) -> tuple[HostFacts, dict[str, str]]:
+    """The host's facts and live states, once the live config is known to be this inventory's."""
     secret = {p: f.secret for p, f in render_frontend(inv, fe).items()}
     facts = gather(remote, fe, secret)
     live = nginx_live_states(inv, fe, _nginx_conf(facts.files, fe))
+    drift = nginx_drift(inv, fe, facts, live)
+    if drift:
+        src = shlex.quote(inv.source) if inv.source else "INVENTORY.yaml"
+        raise AdminError(
+            f"{fe.name}: nginx runs a config that this inventory would change beyond server "
+            f"states ({', '.join(drift)}); a drain puts no unreviewed change live: review and "
+            f"apply it first: clusterctl plan -i {src} --limit {fe.name}"
+        )
+    return facts, live
+
+
+def nginx_apply(
+    remote: Remote, inv: Inventory, fe: Frontend, node: str, state: str, others: dict[str, str]
+) -> None:
+    """Re-render with `node` in `state` and reload gracefully; nothing else may change.
+
+    Every other node keeps the state nginx runs it in now (a node drained by an earlier
+    `clusterctl drain` stays drained), then `others` (states this process set) on top. The live
+    config must be what this inventory renders with those states: a drain never puts an
+    unreviewed change live, so when they differ the drain is refused with a pointer to plan.
+    """
+    facts, live = _nginx_checked(remote, inv, fe)
     runtime = {n: st for n, st in live.items() if n != node}
     wanted = with_states(inv, {**runtime, **others, node: state})
     hp = plan_host(wanted, fe, facts)
@@ -269,23 +297,38 @@ def nginx_conf(remote: Remote, fe: Frontend) -> bytes | None:
     return res.out.encode() if res.ok else None
 
 
+_PATH_SS = "PATH=$PATH:/usr/sbin:/sbin; "
 _NODE_CONNS = 'ss -Htn state established dst "$1" | awk -v p=":$2" \'$4 ~ p"$"\' | wc -l'
 
 
-def nginx_sessions(remote: Remote, address: str, port: int) -> int:
+def nginx_sessions(remote: Remote, fe: Frontend, address: str, port: int) -> int:
     """Connections from this nginx to the node that are still open (in-flight requests).
 
     nginx open source has no per-server statistics; after a reload without the node, the old
-    workers finish their requests and close their connections, so zero means drained.
+    workers finish their requests and close their connections, so zero means drained. A count
+    that cannot be read is an error, never zero: reading it as zero would deploy onto a node
+    that still serves.
     """
-    res = remote.sh(_NODE_CONNS, address, str(port))
-    try:
-        return int(res.out.strip() or 0)
-    except ValueError:
-        return 0
+    res = remote.sh(_PATH_SS + _NODE_CONNS, address, str(port))
+    text = res.out.strip()
+    if not res.ok or not text.isdigit():
+        raise AdminError(
+            f"{fe.name}: cannot count nginx's connections to {address}:{port} with ss: "
+            f"{res.words() if not res.ok else repr(text[:80])}"
+        )
+    return int(text)
 
 
 # ---------------------------------------------------------------------------- per kind
+
+
+def preflight(remote: Remote, inv: Inventory, fe: Frontend) -> None:
+    """Before a drain, restore or rollout touches anything: can this front end take it?
+
+    nginx changes states by re-rendering, so its live config must be this inventory's.
+    """
+    if fe.kind == "nginx":
+        _nginx_checked(remote, inv, fe)
 
 
 def set_state(
@@ -332,7 +375,7 @@ def views(remote: Remote, inv: Inventory, fe: Frontend) -> list[ServerView]:
             s.name,
             states.get(s.name, s.state),
             "unknown",
-            nginx_sessions(remote, s.address, s.port),
+            nginx_sessions(remote, fe, s.address, s.port),
         )
         for pool in pools_of(inv, fe)
         for s in pool.servers
@@ -340,7 +383,18 @@ def views(remote: Remote, inv: Inventory, fe: Frontend) -> list[ServerView]:
 
 
 def node_sessions(remote: Remote, inv: Inventory, fe: Frontend, node: str) -> int:
-    return sum(v.sessions or 0 for v in views(remote, inv, fe) if v.server == node)
+    """Requests in flight on `node` through this front end; an unreadable count is an error."""
+    pools = node_pools(inv, fe, node)
+    if not pools:
+        return 0
+    mine = [v for v in views(remote, inv, fe) if v.server == node]
+    if not mine:
+        raise AdminError(
+            f"{fe.name}: reports no session count for {node} (pools {', '.join(p.name for p in pools)})"
+        )
+    if any(v.sessions is None for v in mine):
+        raise AdminError(f"{fe.name}: cannot tell how many sessions {node} has")
+    return sum(v.sessions or 0 for v in mine)
 
 
 def node_up(remote: Remote, inv: Inventory, fe: Frontend, node: str) -> bool:

@@ -545,3 +545,152 @@ def test_built_in_release_strategy_uploads_switches_and_prunes(
     assert "app-rel-3.tar.gz" in res.stderr and "No such file" in res.stderr, res.stderr
     assert releases(rig) == dict.fromkeys(BACKENDS, "rel-2")
     ok(cli("restore", "-i", str(path), "be1"))
+
+
+# ------------------------------------------------------------------------------ issue 9
+
+
+def variant(rig: Rig, tmp_path: Path, name: str, edit: Callable[[dict[str, Any]], None]) -> Path:
+    """The rig's inventory with one edit, as another file (never applied unless a test does)."""
+    inv = YAML(typ="safe").load(rig.inventory.read_text())
+    edit(inv)
+    path = tmp_path / f"{name}.yaml"
+    with path.open("w") as fh:
+        YAML().dump(inv, fh)
+    return path
+
+
+def test_drain_refuses_to_take_a_pool_below_the_floor_unless_forced(settled: Rig) -> None:
+    rig = settled
+    inv = str(rig.inventory)
+    try:
+        drained = ok(cli("drain", "-i", inv, "be1"))
+        # The closing hint is the real command, with its arguments.
+        assert f"then: clusterctl restore -i {inv} be1" in drained.stdout
+        # min_available 2 of be1..be3: with be1 out, be2 may not go too.
+        res = cli("drain", "-i", inv, "be2")
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert "be2 would leave pool app with 1 serving node(s); already out: be1 (drain on" in (
+            res.stderr
+        )
+        assert f"clusterctl restore -i {inv} be1" in res.stderr
+        assert res.stderr.strip().endswith("pass --force to go below the floor knowingly")
+        assert states_of(status_json(rig), "be2") == dict.fromkeys(("lb1", "lb2", "lb3"), "ready")
+        ok(cli("drain", "-i", inv, "be2", "--force", "--timeout", "20"))
+        assert set(states_of(status_json(rig), "be2").values()) == {"drain"}
+    finally:
+        for node in ("be2", "be1"):
+            cli("restore", "-i", inv, node)
+    assert all(v["state"] == "ready" for v in status_json(rig))
+
+
+def test_a_drain_never_puts_unreviewed_changes_live_on_nginx(
+    settled: Rig, tmp_path: Path, lab_ssh_argv: Callable[..., list[str]]
+) -> None:
+    rig = settled
+
+    def more_body(inv: dict[str, Any]) -> None:
+        inv["services"][0]["max_body"] = "3m"
+
+    edited = variant(rig, tmp_path, "unapplied", more_body)
+    nginx = rig.address(rig.fe("nginx"))
+    conf = [*lab_ssh_argv(rig.info, nginx, "cat", "/etc/nginx/nginx.conf")]
+    before = subprocess.run(conf, capture_output=True, text=True, check=True, timeout=30).stdout
+    res = cli("drain", "-i", str(edited), "be1")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "nginx runs a config that this inventory would change beyond server states" in (
+        res.stderr
+    )
+    assert f"clusterctl plan -i {edited} --limit {rig.fe('nginx')}" in res.stderr
+    # Refused before anything moved: be1 serves everywhere and nginx runs the same config.
+    assert states_of(status_json(rig), "be1") == dict.fromkeys(("lb1", "lb2", "lb3"), "ready")
+    after = subprocess.run(conf, capture_output=True, text=True, check=True, timeout=30).stdout
+    assert after == before
+
+
+def _kill_at(argv: list[str], node: str, step: str, timeout: float = 120) -> list[dict[str, Any]]:
+    """Run a JSON-event command and SIGKILL it when `node` reaches `step` (like a lost CI job)."""
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    watchdog = threading.Timer(timeout, proc.kill)
+    watchdog.start()
+    seen: list[dict[str, Any]] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if not line.strip():
+                continue
+            seen.append(json.loads(line))
+            if (seen[-1]["node"], seen[-1]["step"], seen[-1]["status"]) == (node, step, "start"):
+                proc.kill()
+                break
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    return seen
+
+
+def test_a_fresh_rollout_after_a_killed_one_never_takes_a_pool_below_its_floor(
+    settled: Rig, tmp_path: Path
+) -> None:
+    rig = settled
+
+    def floor_one(inv: dict[str, Any]) -> None:
+        inv["deploy"]["min_available"] = 1
+
+    path = str(variant(rig, tmp_path, "floor1", floor_one))
+    # A --batch 2 rollout killed as it deploys be3: be1 and be2 upgraded, be3 left in maint.
+    seen = _kill_at(
+        [
+            CLUSTERCTL,
+            "rollout",
+            "-i",
+            path,
+            "--version",
+            "4.0-killed",
+            "--batch",
+            "2",
+            "--output",
+            "json",
+        ],
+        "be3",
+        "deploy",
+    )
+    assert (seen[-1]["node"], seen[-1]["step"]) == ("be3", "deploy"), seen
+    assert set(states_of(status_json(rig), "be3").values()) == {"maint"}
+
+    # A new rollout, to another version, under load: be3 serves nobody now, so it goes first,
+    # and be1 and be2 are never out together while be3 is out.
+    loads = {
+        h.kind: Load(h.url, clients=2, duration=90, max_requests=100_000)
+        for h in rig.info.frontends
+    }
+    for load in loads.values():
+        load.start()
+    try:
+        time.sleep(0.5)
+        res = cli("rollout", "-i", path, "--version", "4.1", "--batch", "2", "--output", "json")
+        time.sleep(0.5)
+    finally:
+        reports = {kind: load.stop() for kind, load in loads.items()}
+    for kind, report in reports.items():
+        show(f"{kind} load", report)
+    ok(res)
+    evs = events(res.stdout)
+    out = [e for e in evs if e["step"] == "out"]
+    assert [e["node"] for e in out] == ["be3"], evs
+    assert "maint on lb1" in out[0]["message"], out
+    first_drains = [e["node"] for e in evs if e["step"] == "drain" and e["status"] == "start"]
+    assert set(first_drains[:2]) == {"be3", "be1"}, first_drains
+    for kind, report in reports.items():
+        assert report.failed == 0, f"{kind}: {report.summary()}"
+        assert report.requests > 50, f"{kind}: {report.summary()}"
+    assert releases(rig) == dict.fromkeys(BACKENDS, "4.1")
+    assert all(v["state"] == "ready" for v in status_json(rig))

@@ -11,6 +11,7 @@ The HAProxy CSV and the balancer-manager pages in tests/unit/data/admin were cap
 
 from __future__ import annotations
 
+import hashlib
 import urllib.parse
 from pathlib import Path
 
@@ -21,12 +22,16 @@ from clusterctl.execute.admin import (
     ServerView,
     apache_set,
     apache_view,
+    nginx_drift,
     nginx_live_states,
+    nginx_sessions,
+    node_sessions,
     parse_balancer_manager,
     parse_haproxy_stat,
     with_states,
 )
 from clusterctl.execute.ssh import Result
+from clusterctl.facts import HostFacts, LiveFile
 from clusterctl.model import parse
 from clusterctl.model.schema import Frontend, Inventory
 from clusterctl.render import render_frontend
@@ -238,3 +243,78 @@ def test_nginx_without_a_live_config_falls_back_to_the_inventory() -> None:
     assert states == {"be1": "ready", "be2": "ready", "be3": "maint", "be10": "ready"}
     states = nginx_live_states(inv, fe, b"# someone else's config\n")
     assert states["be3"] == "maint"
+
+
+# ---------------------------------------------------------------------------- counts that fail
+
+
+class SsRemote:
+    """Answers the `ss | wc -l` count with a fixed exit status and output."""
+
+    def __init__(self, rc: int, out: str, err: str = "") -> None:
+        self.rc, self.out, self.err = rc, out, err
+
+    def sh(self, script: str, *args: str, **kw: object) -> Result:
+        return Result((), self.rc, self.out, self.err)
+
+
+def test_nginx_session_count_is_read() -> None:
+    _, _inv, fe = nginx_conf({})
+    assert nginx_sessions(SsRemote(0, "3\n"), fe, "198.18.35.101", 8080) == 3  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("rc", "out", "err"),
+    [(127, "", "sh: 1: ss: not found"), (0, "", ""), (0, "Cannot open netlink socket\n", "")],
+)
+def test_an_unreadable_nginx_session_count_is_an_error_never_zero(
+    rc: int, out: str, err: str
+) -> None:
+    _, _inv, fe = nginx_conf({})
+    with pytest.raises(AdminError, match=r"lb2: cannot count nginx's connections to 198\.18"):
+        nginx_sessions(SsRemote(rc, out, err), fe, "198.18.35.101", 8080)  # type: ignore[arg-type]
+
+
+def test_a_front_end_that_does_not_report_the_node_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from clusterctl.execute import admin
+
+    _, inv, fe = nginx_conf({})
+    monkeypatch.setattr(admin, "views", lambda r, i, f: [])
+    with pytest.raises(AdminError, match="lb2: reports no session count for be1"):
+        node_sessions(None, inv, fe, "be1")  # type: ignore[arg-type]
+    # A node in none of this front end's pools has nothing in flight there.
+    assert node_sessions(None, inv, fe, "db9") == 0  # type: ignore[arg-type]
+    unknown = [ServerView("lb2", "app", "be1", "drain", "up", None)]
+    monkeypatch.setattr(admin, "views", lambda r, i, f: unknown)
+    with pytest.raises(AdminError, match="cannot tell how many sessions be1 has"):
+        node_sessions(None, inv, fe, "be1")  # type: ignore[arg-type]
+
+
+def test_haproxy_session_count_that_is_not_a_number_is_unknown() -> None:
+    text = "# pxname,svname,scur,status\napp,be1,,UP\napp,be2,7,UP\n"
+    views = {v.server: v.sessions for v in parse_haproxy_stat("lb1", text)}
+    assert views == {"be1": None, "be2": 7}
+
+
+def _facts_of(inv: Inventory, fe: Frontend, states: dict[str, str]) -> HostFacts:
+    files = render_frontend(with_states(inv, states), fe)
+    live = {
+        p: LiveFile(
+            p, True, f.mode, f.owner, f.group, hashlib.sha256(f.content).hexdigest(), f.content
+        )
+        for p, f in files.items()
+    }
+    return HostFacts("lb2", "1.22.1", files=live)
+
+
+def test_an_nginx_drain_takes_the_live_config_not_unreviewed_changes() -> None:
+    conf, inv, fe = nginx_conf({"be2": "drain"})
+    facts = _facts_of(inv, fe, {"be2": "drain"})
+    live = nginx_live_states(inv, fe, conf)
+    # The host runs what this inventory renders with be2 drained: nothing else to change.
+    assert nginx_drift(inv, fe, facts, live) == []
+    # The inventory has a change nobody applied: the drain must not put it live.
+    edited = parse(NGINX_INV.replace("port: 80}", "port: 8000}"), "inventory.yaml")
+    assert nginx_drift(edited, edited.frontends[0], facts, live) == ["/etc/nginx/nginx.conf"]

@@ -179,3 +179,46 @@ def test_missing_validator_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
         ClusterctlError, match=r"nginx is not installed \(apt-get install -y nginx\)"
     ):
         localcheck.check_frontend(inv, inv.frontends[1])
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["plan", "--bogus"], "No such option: --bogus"),
+        (["plan"], "Missing option '--inventory' / '-i'"),
+        (["apply", "-i", str(FULL), "--forks", "0"], "Invalid value for '--forks'"),
+        (["rollout", "-i", str(FULL)], "Missing option '--version'"),
+        (["nosuchcommand"], "No such command"),
+        (["lab"], "Missing command"),
+    ],
+)
+def test_usage_errors_exit_1_never_the_changes_pending_code(args: list[str], words: str) -> None:
+    # 2 means "changes pending" under --detailed-exitcode; a typo in CI must fail the job.
+    res = cli(*args)
+    assert res.returncode == 1, res.stderr
+    assert words in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in res.stderr
+
+
+def test_help_documents_the_exit_codes() -> None:
+    out = cli("--help").stdout
+    text = " ".join(out.split())
+    assert "1 any error, usage errors included; 2 changes pending" in text
+
+
+@pytest.mark.parametrize("blank", ["", " ", ",", " , "])
+@pytest.mark.parametrize("command", ["plan", "apply", "verify"])
+def test_a_blank_limit_is_an_error_naming_the_hosts(command: str, blank: str) -> None:
+    # An unset CI variable (`--limit "$HOSTS"`) must not select the whole cluster.
+    extra = ["--yes"] if command == "apply" else []
+    res = cli(command, "-i", str(FULL), "--limit", blank, *extra)
+    assert res.returncode == 1
+    assert res.stderr.startswith(f"error: --limit {blank!r} names nothing; name one or more of: ")
+    assert "lb1, lb2, lb3" in res.stderr
+
+
+def test_a_blank_pool_is_an_error_naming_the_pools() -> None:
+    res = cli("rollout", "-i", str(FULL), "--version", "2.0", "--pool", " ")
+    assert res.returncode == 1
+    assert "--pool names nothing; name one or more of:" in res.stderr

@@ -147,7 +147,20 @@ def test_a_batch_below_the_floor_is_refused_naming_the_pool() -> None:
     with pytest.raises(ClusterctlError) as err:
         ro.plan_batches(inv, ro.Options("2.0", batch="2", pools=["app"]))
     assert "be1, be2 would leave pool app with 2 serving node(s)" in str(err.value)
-    assert "below deploy.min_available 3; use a smaller --batch" in str(err.value)
+    # Not "use a smaller --batch": one at a time fails too (be4 would leave api with be5 alone).
+    assert str(err.value).endswith(
+        "below deploy.min_available 3; lower deploy.min_available in inventory.yaml"
+    )
+    with pytest.raises(ClusterctlError, match="be4 would leave pool api with 1 serving"):
+        ro.plan_batches(inv, ro.Options("2.0", batch="1", pools=["app"]))
+
+
+def test_a_smaller_batch_is_suggested_only_when_it_keeps_the_floor() -> None:
+    inv = inventory(min_available=1)
+    with pytest.raises(ClusterctlError) as err:
+        ro.plan_batches(inv, ro.Options("2.0", batch="4", pools=["app"]))
+    assert "be1, be2, be3, be4 would leave pool app with 0 serving node(s)" in str(err.value)
+    assert str(err.value).endswith("use a smaller --batch (--batch 1 keeps the floor)")
 
 
 def test_the_floor_counts_pools_outside_the_selection() -> None:
@@ -192,6 +205,9 @@ class FakeCluster:
         self.calls: list[tuple[str, str]] = []
         self.fail_state: tuple[str, str] | None = None  # (node, state) that raises
         self.sessions: dict[str, list[int]] = {}  # node -> counts returned poll after poll
+        # (front end, node) -> counts poll after poll, for waits that follow each front end
+        self.fe_sessions: dict[tuple[str, str], list[int]] = {}
+        self.reconnects: list[str] = []
 
     def set_state(self, node: str, state: str) -> None:
         if self.fail_state == (node, state):
@@ -199,6 +215,10 @@ class FakeCluster:
         self.calls.append((node, state))
 
     def node(self, name: str) -> str:
+        return name
+
+    def reconnect(self, name: str) -> str:
+        self.reconnects.append(name)
         return name
 
     def each_frontend(self, fn: Any) -> list[Any]:
@@ -221,8 +241,19 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeCluster, dict[st
     }
 
     def sessions(remote: Any, inv: Inventory, fe: Any, node: str) -> int:
+        per_fe = cluster.fe_sessions.get((fe.name, node))
+        if per_fe is not None:
+            return per_fe.pop(0) if per_fe else 0
         counts = cluster.sessions.get(node, [])
         return counts.pop(0) if counts else 0
+
+    def views(remote: Any, inv: Inventory, fe: Any) -> list[admin.ServerView]:
+        # What the front end reports: the states this rollout (or an earlier one) set.
+        return [
+            admin.ServerView(fe.name, p.name, s.name, cluster.state_of(s.name), "up", 0)
+            for p in inv.pools
+            for s in p.servers
+        ]
 
     def probe(remote: str, deploy: Any, server: Any) -> tuple[int, str]:
         return 200, world["release"][server.name]
@@ -242,6 +273,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeCluster, dict[st
         yield cluster
 
     monkeypatch.setattr(admin, "node_sessions", sessions)
+    monkeypatch.setattr(admin, "views", views)
     monkeypatch.setattr(admin, "node_up", lambda r, i, fe, node: True)
     monkeypatch.setattr(ro, "probe_node", probe)
     monkeypatch.setattr(ro, "run_deploy", run_deploy)
@@ -302,7 +334,8 @@ def test_failing_check_rolls_back_and_leaves_the_node_drained(fake: Any) -> None
     )
     assert str(failure) == (
         "rollout stopped at be2, step check: be2/health answered 503; expected 200; "
-        "be2 is still drained"
+        "be2 is still drained; continue: clusterctl rollout -i inventory.yaml --version 2.0 "
+        "--resume; or put be2 back: clusterctl restore -i inventory.yaml be2"
     )
     assert world["release"]["be2"] == "1.0"  # rolled back
     assert world["release"]["be1"] == "2.0" and world["release"]["be3"] == "1.0"
@@ -343,7 +376,7 @@ def test_rollback_that_fails_keeps_the_node_in_maint(fake: Any) -> None:
     with pytest.raises(ro.RolloutFailed) as err:
         ro.run(cluster.inv, ro.Options("2.0", pools=["app"]), events.append)
     assert err.value.held == "maint"
-    assert str(err.value).endswith("be1 is still in maint")
+    assert "be1 is still in maint; continue: clusterctl rollout -i inventory.yaml" in str(err.value)
     # Its old release does not check out either: no user is sent to it, pinned or not.
     assert cluster.state_of("be1") == "maint"
     assert steps(events, "be1")[-4:] == [
@@ -412,6 +445,153 @@ def test_an_invalid_version_is_refused_before_anything(fake: Any) -> None:
     with pytest.raises(ClusterctlError, match="is not a release name"):
         run(ro.Options("2.0; rm -rf /"), cluster)
     assert cluster.calls == [] and world["saved"] == []
+
+
+# ---------------------------------------------------------------------------- live states
+
+
+def test_a_node_left_out_by_a_killed_rollout_goes_first_and_keeps_the_floor(fake: Any) -> None:
+    cluster, _world = fake
+    cluster.calls.append(("be3", "maint"))  # what a rollout killed at be3's deploy leaves
+    report, events = run(ro.Options("3.0", pools=["app"], batch="2"), cluster)
+    # be3 serves nobody now: upgrading it costs no capacity, so it is in the first batch; the
+    # planner never takes be1 and be2 out while be3 is out.
+    assert report.upgraded[:2] == ["be3", "be1"]
+    out = [e for e in events if e.step == "out"]
+    assert [(e.node, e.message) for e in out] == [
+        ("be3", "out of service now (maint on lb1); upgraded first")
+    ]
+    assert cluster.state_of("be3") == "ready"
+
+
+def test_live_states_refuse_a_batch_that_would_empty_a_pool(fake: Any) -> None:
+    cluster, _world = fake
+    small = ro.Options("3.0", pools=["api"], batch="2")
+    cluster.calls.append(("be5", "maint"))
+    # api is be4 and be5; be5 is out, so be4 cannot go too: nothing is touched.
+    with pytest.raises(ro.FloorError) as err:
+        run(small, cluster)
+    assert "a batch of be4, be5 would leave pool api with 0 serving node(s)" in str(err.value)
+    # One at a time works: be5 first (it serves nobody now), then be4 once be5 is back.
+    assert str(err.value).endswith("use a smaller --batch (--batch 1 keeps the floor)")
+    assert cluster.calls == [("be5", "maint")]
+    report, _ = run(ro.Options("3.0", pools=["api"], batch="1"), cluster)
+    assert report.upgraded == ["be5", "be4"]
+
+
+def test_each_batch_is_gated_on_what_the_front_ends_report_then(
+    fake: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster, _world = fake
+    real_restore = ro.restore
+
+    def restore_then_someone_drains(c: Any, node: str, emit: Any, **kw: Any) -> None:
+        real_restore(c, node, emit, **kw)
+        if node == "be1":  # an operator drains be5 by hand while the rollout runs
+            cluster.calls.append(("be5", "drain"))
+
+    monkeypatch.setattr(ro, "restore", restore_then_someone_drains)
+    with pytest.raises(ro.RolloutFailed) as err:
+        run(ro.Options("3.0", pools=["app", "api"], batch="1"), cluster)
+    # be4 is in api with be5; be5 went out after the plan was made.
+    assert (err.value.node, err.value.step, err.value.drained) == ("be4", "floor", False)
+    assert "be5 (drain on lb1)" in err.value.reason
+    assert ("be4", "drain") not in cluster.calls
+
+
+def test_a_drain_wait_follows_each_front_end_on_its_own(fake: Any) -> None:
+    cluster, _world = fake
+    two = inventory(
+        INV.replace(
+            "frontends:\n", "frontends:\n  - {name: lb2, kind: haproxy, address: 192.0.2.12}\n"
+        )
+    )
+    cluster.inv = two
+    # Never zero on both at the same poll: lb1 clears first, lb2 later.
+    cluster.fe_sessions[("lb1", "be1")] = [0, 3, 3, 3, 3]
+    cluster.fe_sessions[("lb2", "be1")] = [2, 1, 0, 4, 4]
+    events: list[ro.Event] = []
+    waited = ro.wait_idle(cluster, "be1", 30.0, False, events.append)  # type: ignore[arg-type]
+    assert waited < 30.0
+    assert events[-1].message == "no active sessions left"
+    # lb1 is not asked again once it reached zero.
+    assert cluster.fe_sessions[("lb1", "be1")] == [3, 3, 3, 3]
+
+
+def test_a_wait_that_runs_out_names_what_is_still_open(fake: Any) -> None:
+    cluster, _world = fake
+    cluster.sessions["be1"] = [2] * 10_000
+    with pytest.raises(StepFailed, match=r"2 session\(s\) still active after 0s \(lb1 2\)"):
+        ro.wait_idle(cluster, "be1", 0.0, False, lambda e: None)  # type: ignore[arg-type]
+
+
+def test_a_lost_session_during_deploy_reconnects_before_the_rollback(
+    fake: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clusterctl.execute.ssh import SSHError
+
+    cluster, world = fake
+    calls: list[str] = []
+
+    def deploy(remote: str, d: Any, version: str, server: Any, *base: Any) -> float:
+        calls.append(f"{server.name}:{version}")
+        if server.name == "be1" and version == "2.0":
+            raise SSHError("connection to be1 lost during deploy")
+        world["release"][server.name] = version
+        return 0.01
+
+    monkeypatch.setattr(ro, "run_deploy", deploy)
+    with pytest.raises(ro.RolloutFailed) as err:
+        run(ro.Options("2.0", pools=["app"]), cluster)
+    assert cluster.reconnects == ["be1"]
+    assert calls == ["be1:2.0", "be1:1.0"]  # the rollback ran, on the new session
+    assert err.value.held == "drain"
+    assert "connection to be1 lost during deploy" in str(err.value)
+    assert "--resume" in str(err.value)
+
+
+def test_a_node_the_inventory_keeps_drained_goes_back_to_drain(fake: Any) -> None:
+    cluster, _world = fake
+    text = INV.replace(
+        "{name: be3, address: 198.51.100.3, port: 8080}",
+        "{name: be3, address: 198.51.100.3, port: 8080, state: drain}",
+    )
+    cluster.inv = inventory(text)
+    cluster.calls.append(("be3", "drain"))
+    report, _ = run(ro.Options("2.0", pools=["app"]), cluster)
+    assert "be3" in report.upgraded
+    assert cluster.state_of("be3") == "drain"  # a rollout changes only what it exists to change
+
+
+def test_drain_by_hand_refuses_the_floor_and_names_force() -> None:
+    inv = parse(INV + "deploy:\n  command: [/bin/true]\n  min_available: 1\n", "inv.yaml")
+    with pytest.raises(ro.FloorError) as err:
+        ro.check_floor(inv, ["be4"], {"be5": "maint on lb1"}, fix="--force")
+    assert str(err.value) == (
+        "be4 would leave pool api with 0 serving node(s); already out: be5 (maint on lb1), "
+        "below deploy.min_available 1; put a node back first: clusterctl restore -i inv.yaml "
+        "be5; or lower deploy.min_available in inv.yaml; or pass --force to go below the "
+        "floor knowingly"
+    )
+    ro.check_floor(inv, ["be4"], {}, fix="--force")  # be5 serves: be4 may go
+
+
+def test_status_names_an_interrupted_rollout_and_the_command_that_continues() -> None:
+    inv = inventory()
+    assert ro.interrupted(inv, None) == ""
+    assert ro.interrupted(inv, {"version": "2.0", "done": ["be1"], "status": "complete"}) == ""
+    failed = {
+        "version": "2.0",
+        "done": ["be1"],
+        "status": "failed",
+        "failed": {"node": "be2", "step": "deploy", "held": "maint"},
+    }
+    assert ro.interrupted(inv, failed) == (
+        "rollout of 2.0 stopped at be2, step deploy (be2 left maint); done: be1; "
+        "continue: clusterctl rollout -i inventory.yaml --version 2.0 --resume"
+    )
+    running = {"version": "2.0", "done": [], "status": "running"}
+    assert "was interrupted (done: no node)" in ro.interrupted(inv, running)
 
 
 def test_event_json_is_one_line_with_rounded_times() -> None:

@@ -1,0 +1,1 @@
+"""Orchestration above execution: batches, the floor, and the cluster-wide node steps."""

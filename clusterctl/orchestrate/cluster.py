@@ -1,0 +1,222 @@
+"""The cluster as a rollout, a drain or a restore sees it: open sessions, live states, node steps.
+
+Every front end is told at once and every front end's outcome is kept: a step that fails on
+two front ends names both, not only the first. Waits follow each front end on its own: a node
+is drained once every front end has reached zero sessions, not only when all of them show zero
+at the same moment, which steady sticky traffic may never allow.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from clusterctl.errors import ClusterctlError
+from clusterctl.execute import admin
+from clusterctl.execute.apply import StepFailed
+from clusterctl.execute.endpoints import frontend_endpoints, server_endpoints
+from clusterctl.execute.ssh import Remote
+from clusterctl.model.schema import Frontend, Inventory
+
+PROGRESS_EVERY = 2.0  # seconds between progress events during a wait
+
+
+@dataclass(frozen=True)
+class Event:
+    node: str
+    # drain | wait | maint | deploy | check | restore | rollback | done | skip | failed | out
+    step: str
+    status: str  # start | ok | failed | progress
+    elapsed: float
+    message: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+Emit = Callable[[Event], None]
+
+
+def event_json(e: Event) -> str:
+    return json.dumps(
+        {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(e).items()}
+    )
+
+
+class Cluster:
+    """Open SSH sessions to every front end and every node of a rollout."""
+
+    def __init__(self, inv: Inventory, stack: ExitStack) -> None:
+        self.inv = inv
+        self.frontends: dict[str, Remote] = {}
+        fe_eps = frontend_endpoints(inv)
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            remotes = list(pool.map(lambda fe: Remote.connect(fe_eps[fe.name]), inv.frontends))
+        for fe, remote in zip(inv.frontends, remotes, strict=True):
+            self.frontends[fe.name] = stack.enter_context(remote)
+        self._node_eps = server_endpoints(inv)
+        self._nodes: dict[str, Remote] = {}
+        self._stack = stack
+        # Runtime states set by this process; nginx renders them all in one config, so changes
+        # on one front end are serialised.
+        self.states: dict[str, str] = {}
+        self._guard = threading.Lock()
+        self._fe_locks = {fe.name: threading.Lock() for fe in inv.frontends}
+
+    def set_state(self, node: str, state: str) -> None:
+        with self._guard:
+            self.states[node] = state
+            others = {k: v for k, v in self.states.items() if k != node and v != "ready"}
+
+        def one(fe: Frontend, remote: Remote) -> None:
+            with self._fe_locks[fe.name]:
+                admin.set_state(remote, self.inv, fe, node, state, others)
+
+        self.each_frontend(one)
+
+    def node(self, name: str) -> Remote:
+        # Batches upgrade nodes in parallel threads: one session per node, registered once.
+        with self._guard:
+            known = self._nodes.get(name)
+        if known is not None:
+            return known
+        remote = Remote.connect(self._node_eps[name])
+        with self._guard:
+            self._nodes[name] = self._stack.enter_context(remote)
+        return remote
+
+    def reconnect(self, name: str) -> Remote:
+        """A fresh session to a node whose session was lost (the old one is closed)."""
+        with self._guard:
+            old = self._nodes.pop(name, None)
+        if old is not None:
+            old.close()
+        return self.node(name)
+
+    def each_frontend(self, fn: Callable[[Frontend, Remote], Any]) -> list[Any]:
+        """fn on every front end at once; every failure is reported, not only the first."""
+        fes = list(self.inv.frontends)
+
+        def call(fe: Frontend) -> tuple[Any, ClusterctlError | None]:
+            try:
+                return fn(fe, self.frontends[fe.name]), None
+            except ClusterctlError as exc:
+                return None, exc
+
+        with ThreadPoolExecutor(max_workers=max(1, len(fes))) as pool:
+            outcomes = list(pool.map(call, fes))
+        errors = [exc for _, exc in outcomes if exc is not None]
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise ClusterctlError("; ".join(str(e) for e in errors))
+        return [value for value, _ in outcomes]
+
+
+@contextmanager
+def open_cluster(inv: Inventory) -> Iterator[Cluster]:
+    with ExitStack() as stack:
+        yield Cluster(inv, stack)
+
+
+def preflight(cluster: Cluster) -> None:
+    """Every front end can take runtime changes now; checked before anything is changed."""
+    inv = cluster.inv
+    cluster.each_frontend(lambda fe, r: admin.preflight(r, inv, fe))
+
+
+def live_out(cluster: Cluster) -> dict[str, str]:
+    """Nodes that some front end reports out of service now (drain, maint or down), and where."""
+    inv = cluster.inv
+    views = cluster.each_frontend(lambda fe, r: admin.views(r, inv, fe))
+    where: dict[str, list[str]] = {}
+    for chunk in views:
+        for v in chunk:
+            why = v.state if v.state != "ready" else ("down" if v.health == "down" else "")
+            if why:
+                where.setdefault(v.server, [])
+                label = f"{why} on {v.frontend}"
+                if label not in where[v.server]:
+                    where[v.server].append(label)
+    return {node: ", ".join(labels) for node, labels in where.items()}
+
+
+def wait_idle(
+    cluster: Cluster, node: str, timeout: float, cut: bool, emit: Emit, step: str = "wait"
+) -> float:
+    """Wait until every front end has reached zero requests in flight on the node."""
+    inv = cluster.inv
+    t1 = time.monotonic()
+    pending = {fe.name for fe in inv.frontends}
+    left: dict[str, int] = {}
+    last_progress = t1
+    while True:
+        counts = cluster.each_frontend(
+            lambda fe, r: admin.node_sessions(r, inv, fe, node) if fe.name in pending else 0
+        )
+        left = {}
+        for fe, n in zip(inv.frontends, counts, strict=True):
+            if fe.name not in pending:
+                continue
+            if n == 0:
+                pending.discard(fe.name)
+            else:
+                left[fe.name] = n
+        now = time.monotonic()
+        if not pending:
+            emit(Event(node, step, "ok", now - t1, "no active sessions left"))
+            return now - t1
+        open_text = ", ".join(f"{fe} {n}" for fe, n in sorted(left.items()))
+        if now - t1 > timeout:
+            total = sum(left.values())
+            if cut:
+                emit(Event(node, step, "ok", now - t1, f"cut {total} straggling session(s)"))
+                return now - t1
+            raise StepFailed(
+                step, f"{total} session(s) still active after {timeout:.0f}s ({open_text})"
+            )
+        if now - last_progress >= PROGRESS_EVERY:
+            last_progress = now
+            emit(Event(node, step, "progress", now - t1, f"sessions still open: {open_text}"))
+        time.sleep(0.25)
+
+
+def drain(cluster: Cluster, node: str, timeout: float, cut: bool, emit: Emit) -> float:
+    """Drain on every front end at once, then wait for its sessions to end."""
+    t0 = time.monotonic()
+    emit(Event(node, "drain", "start", 0.0))
+    cluster.set_state(node, "drain")
+    emit(Event(node, "drain", "ok", time.monotonic() - t0))
+    return wait_idle(cluster, node, timeout, cut, emit)
+
+
+def maint(cluster: Cluster, node: str, timeout: float, cut: bool, emit: Emit) -> float:
+    """No request at all, sticky ones included; wait for any that slipped in."""
+    emit(Event(node, "maint", "start", 0.0))
+    cluster.set_state(node, "maint")
+    return wait_idle(cluster, node, timeout, cut, emit, "maint")
+
+
+def restore(
+    cluster: Cluster, node: str, emit: Emit, timeout: float = 60.0, state: str = "ready"
+) -> None:
+    """Back to `state` on every front end; for ready, wait until each reports the node up."""
+    inv = cluster.inv
+    t0 = time.monotonic()
+    emit(Event(node, "restore", "start", 0.0, "" if state == "ready" else f"back to {state}"))
+    cluster.set_state(node, state)
+    while state == "ready":
+        ups = cluster.each_frontend(lambda fe, r: admin.node_up(r, inv, fe, node))
+        if all(ups):
+            break
+        if time.monotonic() - t0 > timeout:
+            down = [fe.name for fe, up in zip(inv.frontends, ups, strict=True) if not up]
+            raise StepFailed(
+                "restore", f"not reported up by {', '.join(down)} after {timeout:.0f}s"
+            )
+        time.sleep(0.25)
+    emit(Event(node, "restore", "ok", time.monotonic() - t0))
