@@ -8,7 +8,7 @@ from pathlib import Path
 
 from clusterctl.errors import ClusterctlError
 from clusterctl.execute.apply import StepFailed
-from clusterctl.execute.ssh import Remote
+from clusterctl.execute.ssh import Remote, Result, SSHError
 from clusterctl.model.schema import Deploy, Server
 
 VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
@@ -81,6 +81,14 @@ def _artifact(deploy: Deploy, version: str, base: Path) -> bytes:
         raise StepFailed("deploy", f"artifact {path}: {exc.strerror}") from None
 
 
+def _alive(res: Result, server: Server, step: str) -> Result:
+    """A session that closed without an exit status died under the command: say so, so the
+    caller reconnects instead of reading "exit status -1" as the command's own failure."""
+    if res.rc == -1:
+        raise SSHError(f"connection to {server.name} lost during {step}")
+    return res
+
+
 def deploy_release(
     remote: Remote, deploy: Deploy, version: str, server: Server, base: Path
 ) -> None:
@@ -97,7 +105,9 @@ def deploy_release(
     res = remote.sh(_SWITCH, rel.root, version)
     if not res.ok:
         raise StepFailed("deploy", f"switching current on {server.name}: {res.words()}")
-    res = remote.run(_fill(rel.restart, version, server), sudo=True, timeout=600)
+    res = _alive(
+        remote.run(_fill(rel.restart, version, server), sudo=True, timeout=600), server, "restart"
+    )
     if not res.ok:
         raise StepFailed("deploy", f"restart: {res.words()}")
     remote.sh(_PRUNE, rel.root, version, str(max(2, deploy.keep_releases)))
@@ -132,7 +142,7 @@ def run_deploy(
         deploy_release(remote, deploy, version, server, base or Path.cwd())
         return time.monotonic() - started
     argv = deploy_argv(deploy, version, server)
-    res = remote.run(argv, sudo=True, timeout=600)
+    res = _alive(remote.run(argv, sudo=True, timeout=600), server, "deploy")
     if not res.ok:
         raise StepFailed("deploy", res.words())
     return time.monotonic() - started

@@ -663,3 +663,12 @@ def test_run_deploy_fills_in_the_version_and_reports_failure() -> None:
     with pytest.raises(StepFailed, match="deploy: deploy: error: disk full"):
         deploy.run_deploy(remote, inventory().deploy, "2.0", server_be1())  # type: ignore[arg-type]
     assert remote.runs == [["/usr/local/bin/deploy", "2.0"]]
+
+
+def test_a_deploy_whose_session_died_is_a_lost_connection_not_a_failed_command() -> None:
+    from clusterctl.execute.ssh import SSHError
+
+    # paramiko reports -1 when the channel closes without an exit status.
+    remote = CurlRemote("", deploy_rc=-1)
+    with pytest.raises(SSHError, match="^connection to be1 lost during deploy$"):
+        deploy.run_deploy(remote, inventory().deploy, "2.0", server_be1())  # type: ignore[arg-type]
