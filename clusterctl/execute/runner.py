@@ -13,6 +13,7 @@ from pathlib import Path
 
 from clusterctl.errors import ClusterctlError
 from clusterctl.execute import lock as lockmod
+from clusterctl.execute import quorum
 from clusterctl.execute.apply import HostResult, StepFailed, apply_host
 from clusterctl.execute.endpoints import frontend_endpoints
 from clusterctl.execute.ssh import Endpoint, Remote
@@ -64,40 +65,58 @@ def make_plan(
     return Plan(tuple(hosts))
 
 
-def lock_host(inv: Inventory, ssh_config: Path | None = None) -> Endpoint:
-    """Where the cluster lock lives: the inventory's first front end (like Kamal's primary)."""
-    return frontend_endpoints(inv, ssh_config)[inv.frontends[0].name]
+def _inventory_path(inv: Inventory) -> str:
+    """The inventory as the break command must name it: absolute, so it runs from anywhere."""
+    return str(Path(inv.source).resolve()) if inv.source else "inventory.yaml"
 
 
-def show_lock(inv: Inventory) -> lockmod.LockInfo | None:
-    with Remote.connect(lock_host(inv)) as remote:
-        return lockmod.show(remote)
+def show_lock(inv: Inventory, ssh_config: Path | None = None) -> list[str]:
+    """Every lock on the cluster's hosts, for `lock show`: one line each, then who is silent."""
+    vs = quorum.voters(inv, ssh_config)
+    sessions = quorum.Sessions(vs.endpoints)
+    try:
+        views = quorum.survey(vs, sessions)
+    finally:
+        sessions.close()
+    return quorum.report_lines(views, vs, _inventory_path(inv), lockmod.this_machine())
 
 
-def break_lock(inv: Inventory, lock_id: str) -> None:
-    """Remove the cluster lock, only if it has this id (a stale lock is broken knowingly)."""
-    ep = lock_host(inv)
-    with Remote.connect(ep) as remote:
-        if not lockmod.release(remote, lock_id):
-            raise ClusterctlError(f"the lock on {ep.name} does not have id {lock_id}")
+def break_lock(inv: Inventory, lock_id: str | None, ssh_config: Path | None = None) -> list[str]:
+    """Remove the lock with this id, or with None the lock dirs without a readable record."""
+    vs = quorum.voters(inv, ssh_config)
+    sessions = quorum.Sessions(vs.endpoints)
+    try:
+        return quorum.break_lock(vs, sessions, _inventory_path(inv), lock_id)
+    finally:
+        sessions.close()
 
 
 @contextmanager
 def cluster_lock(
-    inv: Inventory, command: str, wait: float = 0.0, ssh_config: Path | None = None
+    inv: Inventory,
+    command: str,
+    wait: float = 0.0,
+    ssh_config: Path | None = None,
+    notify: Callable[[str], None] = quorum.say,
 ) -> Iterator[lockmod.LockInfo]:
-    ep = lock_host(inv, ssh_config)
-    info = lockmod.new_lock(command)
-    with Remote.connect(ep) as remote:
-        lockmod.acquire(remote, info, wait)
+    """Hold the cluster lock (a majority of all its hosts) while the body runs. A release that
+    fails, or a lock lost meanwhile, fails the command with the way out."""
+    held = quorum.ClusterLock(
+        quorum.voters(inv, ssh_config), lockmod.new_lock(command), _inventory_path(inv), notify
+    )
+    held.acquire(wait)
+    failure: BaseException | None = None
     try:
-        yield info
+        yield held.info
+    except BaseException as exc:
+        failure = exc
+        raise
     finally:
-        try:
-            with Remote.connect(ep) as remote:
-                lockmod.release(remote, info.id)
-        except ClusterctlError:
-            pass  # the lock stays visible; `clusterctl lock break` with its id removes it
+        problem = held.release()
+        if problem and (failure is None or isinstance(failure, ClusterctlError)):
+            raise lockmod.LockError(f"{failure}; and {problem}" if failure else problem) from None
+        if problem:
+            notify(f"error: {problem}")  # an interrupt stays what it is, but not silently
 
 
 def _apply_one(
