@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from clusterctl.render import File
 
 # Mozilla's server-side TLS guidelines (ssl-config.mozilla.org, version 5.7), ECDHE suites only
-# so no dhparam file is needed.
+# so no dhparam file is needed. Without a curve list OpenSSL also accepts X448 and secp521r1.
 TLS_PROFILES: dict[str, dict[str, Any]] = {
     "intermediate": {
         "min": "TLSv1.2",
@@ -27,12 +27,14 @@ TLS_PROFILES: dict[str, dict[str, Any]] = {
         "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
         "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305",
         "suites": "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256",
+        "curves": "X25519:prime256v1:secp384r1",
     },
     "modern": {
         "min": "TLSv1.3",
         "protocols": ["TLSv1.3"],
         "ciphers": "",
         "suites": "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256",
+        "curves": "X25519:prime256v1:secp384r1",
     },
 }
 
