@@ -664,7 +664,9 @@ def test_a_fresh_rollout_after_a_killed_one_never_takes_a_pool_below_its_floor(
         "deploy",
     )
     assert (seen[-1]["node"], seen[-1]["step"]) == ("be3", "deploy"), seen
-    assert set(states_of(status_json(rig), "be3").values()) == {"maint"}
+    be3 = states_of(status_json(rig), "be3")
+    # nginx 1.22 renders drain and maint alike (`down`), so it reads back as drain there.
+    assert (be3["lb1"], be3["lb3"], be3["lb2"]) == ("maint", "maint", "drain"), be3
 
     # A new rollout, to another version, under load: be3 serves nobody now, so it goes first,
     # and be1 and be2 are never out together while be3 is out.
