@@ -78,7 +78,11 @@ def show_lock(inv: Inventory, ssh_config: Path | None = None) -> list[str]:
         views = quorum.survey(vs, sessions)
     finally:
         sessions.close()
-    return quorum.report_lines(views, vs, _inventory_path(inv), lockmod.this_machine())
+    lines = quorum.report_lines(views, vs, _inventory_path(inv), lockmod.this_machine())
+    if not vs.has_quorum([h for h, v in views.items() if v.state != "error"]):
+        # Too few answers to know whether anyone holds it: an error, not "free".
+        raise ClusterctlError("cannot tell who holds the cluster lock: " + "; ".join(lines))
+    return lines
 
 
 def break_lock(inv: Inventory, lock_id: str | None, ssh_config: Path | None = None) -> list[str]:

@@ -666,3 +666,15 @@ def test_newest_copy_and_what_counts_as_an_answer() -> None:
     with pytest.raises(records.RecordError):
         records.newest({"a": (True, None), "b": (False, None)}, 4, "b")
     assert records.newest({"a": (True, None), "b": (False, None)}, 2, "a") is None
+
+
+def test_show_with_too_few_answers_is_an_error_not_free(hosts: Hosts, inv_path: Path) -> None:
+    inv = parse(INV, str(inv_path))
+    hosts.down = {"lb1", "lb2", "be2"}
+    with pytest.raises(ClusterctlError) as err:
+        runner.show_lock(inv)
+    text = str(err.value)
+    assert text.startswith(
+        "cannot tell who holds the cluster lock: cluster lock: free on the 2 of 5"
+    )
+    assert text.count("lb1: cannot reach") == 1
