@@ -12,15 +12,14 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from clusterctl.errors import ClusterctlError
 from clusterctl.execute import admin
 from clusterctl.execute.apply import StepFailed
 from clusterctl.execute.endpoints import frontend_endpoints, server_endpoints
+from clusterctl.execute.group import run_group
 from clusterctl.execute.ssh import Remote
 from clusterctl.model.schema import Frontend, Inventory
 
@@ -54,10 +53,13 @@ class Cluster:
         self.inv = inv
         self.frontends: dict[str, Remote] = {}
         fe_eps = frontend_endpoints(inv)
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            remotes = list(pool.map(lambda fe: Remote.connect(fe_eps[fe.name]), inv.frontends))
-        for fe, remote in zip(inv.frontends, remotes, strict=True):
-            self.frontends[fe.name] = stack.enter_context(remote)
+        opened = run_group(
+            inv.frontends, lambda fe: fe.name, lambda fe: Remote.connect(fe_eps[fe.name])
+        )
+        for outcome in opened.outcomes:
+            if outcome.value is not None:
+                self.frontends[outcome.host] = stack.enter_context(outcome.value)
+        opened.values()  # every front end that could not be reached, named together
         self._node_eps = server_endpoints(inv)
         self._nodes: dict[str, Remote] = {}
         self._stack = stack
@@ -99,22 +101,9 @@ class Cluster:
 
     def each_frontend(self, fn: Callable[[Frontend, Remote], Any]) -> list[Any]:
         """fn on every front end at once; every failure is reported, not only the first."""
-        fes = list(self.inv.frontends)
-
-        def call(fe: Frontend) -> tuple[Any, ClusterctlError | None]:
-            try:
-                return fn(fe, self.frontends[fe.name]), None
-            except ClusterctlError as exc:
-                return None, exc
-
-        with ThreadPoolExecutor(max_workers=max(1, len(fes))) as pool:
-            outcomes = list(pool.map(call, fes))
-        errors = [exc for _, exc in outcomes if exc is not None]
-        if len(errors) == 1:
-            raise errors[0]
-        if errors:
-            raise ClusterctlError("; ".join(str(e) for e in errors))
-        return [value for value, _ in outcomes]
+        return run_group(
+            self.inv.frontends, lambda fe: fe.name, lambda fe: fn(fe, self.frontends[fe.name])
+        ).values()
 
 
 @contextmanager
