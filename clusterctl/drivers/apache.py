@@ -20,6 +20,15 @@ class ApacheDriver(Driver):
         pid_file="/run/apache2/apache2.pid",
     )
     reload = ("apache2ctl", "graceful")
+    # The only folders its paths.* may name without outside_paths (semantics.py checks).
+    own_paths = (
+        "/etc/apache2",
+        "/run/apache2",
+        "/var/lib/apache2",
+        "/var/log/apache2",
+        "/var/lock/apache2",
+        "/run/apache2.pid",
+    )
     start = ("systemctl", "start", "apache2")
 
     def validate_argv(self, config: str, root: str = "") -> list[str]:

@@ -21,6 +21,14 @@ class HAProxyDriver(Driver):
         state_file="/var/lib/haproxy/server-state",
     )
     reload = ("systemctl", "reload", "haproxy")
+    # The only folders its paths.* may name without outside_paths (semantics.py checks).
+    own_paths = (
+        "/etc/haproxy",
+        "/run/haproxy",
+        "/var/lib/haproxy",
+        "/var/log/haproxy",
+        "/run/haproxy.pid",
+    )
     start = ("systemctl", "start", "haproxy")
 
     def validate_argv(self, config: str, root: str = "") -> list[str]:

@@ -43,6 +43,8 @@ class NginxDriver(Driver):
         config="/etc/nginx/nginx.conf", tls_dir="/etc/nginx/tls", pid_file="/run/nginx.pid"
     )
     reload = ("systemctl", "reload", "nginx")
+    # The only folders its paths.* may name without outside_paths (semantics.py checks).
+    own_paths = ("/etc/nginx", "/run/nginx", "/var/lib/nginx", "/var/log/nginx", "/run/nginx.pid")
     start = ("systemctl", "start", "nginx")
 
     def validate_argv(self, config: str, root: str = "") -> list[str]:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import paramiko
 
-from clusterctl.execute.ssh import Endpoint
-from clusterctl.model.loader import resolve_local
+from clusterctl.execute.ssh import Endpoint, SSHError
+from clusterctl.model.checks import CheckFailed, split_jump
+from clusterctl.model.localfiles import resolve_local
 from clusterctl.model.schema import SSH, Inventory
 
 
@@ -35,6 +36,8 @@ def _ssh_config(address: str, config_path: Path | None) -> dict[str, object]:
     if "user" in found:
         out["user"] = found["user"]
     if "port" in found:
+        if not str(found["port"]).isdigit() or not 0 < int(found["port"]) < 65536:
+            raise SSHError(f"{path}: Host {address}: Port {found['port']!r} is not a port number")
         out["port"] = int(found["port"])
     if found.get("identityfile"):
         out["identity"] = found["identityfile"][0]
@@ -63,14 +66,14 @@ def endpoint(
 
     jump = None
     if merged.get("jump"):
-        jump_spec = str(merged["jump"])
-        jump_user = merged.get("jump_user") or merged.get("user", "root")
-        if "@" in jump_spec:
-            jump_user, jump_spec = jump_spec.split("@", 1)
-        jump_port = 22
-        if ":" in jump_spec and not jump_spec.startswith("["):
-            jump_spec, port_text = jump_spec.rsplit(":", 1)
-            jump_port = int(port_text)
+        # From the inventory (validated) or ~/.ssh/config's ProxyJump (not): one parser for both,
+        # so an IPv6 host is never split at its last colon.
+        try:
+            user_part, jump_spec, port_part = split_jump(str(merged["jump"]))
+        except CheckFailed as exc:
+            raise SSHError(f"{name}: jump host: {exc}") from None
+        jump_user = user_part or merged.get("jump_user") or merged.get("user", "root")
+        jump_port = port_part or 22
         jump = Endpoint(
             name=f"{name} (jump {jump_spec})",
             address=jump_spec,

@@ -24,16 +24,43 @@ class CheckFailed(ValueError):
     """A value failed its field's check; the loader adds file, line, column and key path."""
 
 
+class LongNumber:
+    """An integer literal too long to convert (Python stops at 4,300 digits): only its length."""
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"<{self.digits}-digit number>"
+
+    __str__ = __repr__
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """A value for an error message: repr (so one line, escapes visible), cut to `limit`."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _describe(value: Any) -> str:
+    if isinstance(value, LongNumber):
+        return "number"
     return type(value).__name__ if not isinstance(value, str) else "text"
 
 
 def _plain_text(value: Any) -> str:
     if not isinstance(value, str):
-        raise CheckFailed(f"expected text, got {_describe(value)} {value!r}")
+        raise CheckFailed(f"expected text, got {_describe(value)} {show(value)}")
     bad = _FORBIDDEN.search(value)
     if bad:
         raise CheckFailed(f"must not contain control or line-break character {bad.group()!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # A lone surrogate ("\ud800") is no character at all: it cannot be written to a file or
+        # a command line, so it would fail half-way through an apply.
+        code = ord(value[exc.start])
+        raise CheckFailed(f"is not valid Unicode text (lone surrogate U+{code:04X})") from None
     return value
 
 
@@ -44,7 +71,7 @@ def text(pattern: str, what: str, example: str) -> Check:
     def check(value: Any) -> str:
         s = _plain_text(value)
         if not rx.fullmatch(s):
-            raise CheckFailed(f"{s!r} is not a valid {what} (e.g. {example})")
+            raise CheckFailed(f"{show(s)} is not a valid {what} (e.g. {example})")
         return s
 
     check.__doc__ = f"{what}: {pattern}"
@@ -52,7 +79,27 @@ def text(pattern: str, what: str, example: str) -> Check:
 
 
 NAME = text(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", "name (letters, digits, . _ -)", "web1")
-COOKIE = text(r"[A-Za-z0-9_-]{1,64}", "cookie name (letters, digits, _ -)", "SRVID")
+HEADER = text(r"[A-Za-z0-9_-]{1,64}", "header name (letters, digits, _ -)", "X-Release")
+_COOKIE = text(r"[A-Za-z0-9_]{1,64}", "cookie name (letters, digits, _)", "SRVID")
+
+
+def cookie(value: Any) -> str:
+    """A sticky-session cookie name that every kind carries intact.
+
+    nginx reads the cookie through the variable $cookie_NAME, and a variable name ends at the
+    first character that is not a letter, digit or _: `$cookie_SRV-ID` is $cookie_SRV and the
+    text "-ID". So the name is restricted to what a variable name can hold, on every kind.
+    """
+    s = _plain_text(value)
+    if "-" in s and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", s):
+        raise CheckFailed(
+            f"{show(s)}: nginx cannot read a cookie whose name holds '-' "
+            f"($cookie_{s} stops at the '-'); use letters, digits and _ (e.g. "
+            f"{s.replace('-', '_')!r})"
+        )
+    return str(_COOKIE(s))
+
+
 USER = text(r"[a-z_][a-z0-9_-]{0,31}", "user name", "deploy")
 DB_USER = text(r"[A-Za-z0-9_]{1,32}", "database user name", "haproxy_check")
 VERSION = text(r"[0-9]{1,4}(\.[0-9]{1,4}){0,2}", "version (digits and dots)", '"2.6" or "1.22.1"')
@@ -64,28 +111,72 @@ def hostname(value: Any) -> str:
     """A DNS host name (RFC 1123), as in a Host header or server_name."""
     s = _plain_text(value)
     if len(s) > 253 or not _HOSTNAME_RX.fullmatch(s) or s.replace(".", "").isdigit():
-        raise CheckFailed(f"{s!r} is not a valid host name (e.g. www.example.com)")
+        raise CheckFailed(f"{show(s)} is not a valid host name (e.g. www.example.com)")
     return s.lower().rstrip(".")
 
 
 def _no_zone(s: str, what: str) -> None:
     # ipaddress accepts an IPv6 zone index ("fe80::1%eth0") holding any text at all.
     if "%" in s:
-        raise CheckFailed(f"{s!r} is not {what} (IPv6 zone indexes like %eth0 are not supported)")
+        raise CheckFailed(
+            f"{show(s)} is not {what} (IPv6 zone indexes like %eth0 are not supported)"
+        )
 
 
 def address(value: Any) -> str:
-    """An IPv4/IPv6 address or a DNS host name."""
+    """An IPv4/IPv6 address or a DNS host name; never a socket."""
     s = _plain_text(value)
     _no_zone(s, "an IP address or host name")
     try:
         return str(ipaddress.ip_address(s))
     except ValueError:
         pass
+    if s.lower() == "unix":
+        # nginx reads `server unix:8080` as the Unix socket "8080", Apache `unix:` likewise.
+        raise CheckFailed(
+            f"{show(s)}: an address is a host name or an IP address, never a socket "
+            "(nginx and Apache read 'unix:' as a socket path)"
+        )
     try:
         return hostname(s)
     except CheckFailed:
-        raise CheckFailed(f"{s!r} is not an IP address or host name (e.g. 192.0.2.10)") from None
+        raise CheckFailed(
+            f"{show(s)} is not an IP address or host name (e.g. 192.0.2.10)"
+        ) from None
+
+
+_JUMP = re.compile(r"(?:([^@\[\]]+)@)?(?:\[([^\]]*)\]|([^:\[\]@]*))(?::([0-9]{1,5}))?")
+
+
+def split_jump(spec: str) -> tuple[str | None, str, int | None]:
+    """`[user@]host[:port]` as user, address, port; an IPv6 host goes in brackets."""
+    s = _plain_text(spec)
+    m = _JUMP.fullmatch(s)
+    if m is None:
+        if s.count(":") >= 2 and "[" not in s:
+            raise CheckFailed(
+                f"{show(s)}: write an IPv6 jump host in brackets, e.g. [{s}] or [{s}]:22"
+            )
+        raise CheckFailed(
+            f"{show(s)} is not a jump host ([user@]host[:port], e.g. bastion.example.com)"
+        )
+    user, v6, host, port = m.groups()
+    if v6 is not None:
+        try:
+            ipaddress.IPv6Address(v6)
+        except ValueError:
+            raise CheckFailed(f"{show(s)}: [{v6}] is not an IPv6 address") from None
+        _no_zone(v6, "an IPv6 address")
+        host = v6
+    checked_user = USER(user) if user is not None else None
+    checked_port = PORT(int(port)) if port is not None else None
+    return checked_user, address(host), checked_port
+
+
+def jump_host(value: Any) -> str:
+    """A jump (bastion) host: `[user@]host[:port]`, IPv6 as [2001:db8::1] or [2001:db8::1]:22."""
+    split_jump(value)
+    return str(value)
 
 
 def listen_address(value: Any) -> str:
@@ -102,8 +193,10 @@ def listen_address(value: Any) -> str:
 
 def integer(lo: int, hi: int) -> Check:
     def check(value: Any) -> int:
+        if isinstance(value, LongNumber):
+            raise CheckFailed(f"a {value.digits}-digit number is out of range {lo}..{hi}")
         if isinstance(value, bool) or not isinstance(value, int):
-            raise CheckFailed(f"expected a whole number, got {_describe(value)} {value!r}")
+            raise CheckFailed(f"expected a whole number, got {_describe(value)} {show(value)}")
         if not lo <= value <= hi:
             raise CheckFailed(f"{value} is out of range {lo}..{hi}")
         return value
@@ -117,7 +210,7 @@ PORT = integer(1, 65535)
 
 def boolean(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise CheckFailed(f"expected true or false, got {_describe(value)} {value!r}")
+        raise CheckFailed(f"expected true or false, got {_describe(value)} {show(value)}")
     return value
 
 
@@ -129,7 +222,7 @@ def choice(*options: str) -> Check:
 
             near = difflib.get_close_matches(s, options, n=1)
             hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise CheckFailed(f"{s!r} is not one of {', '.join(options)}{hint}")
+            raise CheckFailed(f"{show(s)} is not one of {', '.join(options)}{hint}")
         return s
 
     check.__doc__ = "one of " + ", ".join(options)
@@ -150,7 +243,7 @@ def _duration(value: Any, limit: int = MAX_DURATION_MS) -> int:
     s = _plain_text(value)
     m = _DURATION.fullmatch(s)
     if not m:
-        raise CheckFailed(f"{s!r} is not a duration (e.g. 500ms, 5s, 2m, 1h)")
+        raise CheckFailed(f"{show(s)} is not a duration (e.g. 500ms, 5s, 2m, 1h)")
     ms = int(m.group(1)) * _UNIT_MS[m.group(2)]
     if ms > limit:
         what = (
@@ -181,13 +274,15 @@ _UNIT_B = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 def size(value: Any) -> int:
     """A size in bytes, optionally with k, m or g (binary units, as nginx reads them)."""
+    if isinstance(value, LongNumber):
+        raise CheckFailed(f"a {value.digits}-digit size is larger than any server takes")
     if isinstance(value, int) and not isinstance(value, bool):
         n = value
     else:
         s = _plain_text(value)
         m = _SIZE.fullmatch(s)
         if not m:
-            raise CheckFailed(f"{s!r} is not a size (e.g. 10m, 512k, 1g)")
+            raise CheckFailed(f"{show(s)} is not a size (e.g. 10m, 512k, 1g)")
         n = int(m.group(1)) * _UNIT_B[m.group(2).lower()]
     if n < 1:
         # nginx reads 0 as "no limit", HAProxy and Apache as "no body at all".
@@ -202,10 +297,12 @@ def url_path(value: Any) -> str:
     """A URL path prefix: starts with /, no trailing slash, plain characters only."""
     s = _plain_text(value)
     if s != "/" and s.endswith("/"):
-        raise CheckFailed(f"path prefix {s!r} must not end with '/' (use {s.rstrip('/')!r})")
+        raise CheckFailed(
+            f"path prefix {show(s)} must not end with '/' (use {show(s.rstrip('/'))})"
+        )
     if not _PATH_PREFIX.fullmatch(s) or any(seg in (".", "..") for seg in s.split("/")):
         raise CheckFailed(
-            f"{s!r} is not a plain URL path prefix (e.g. /course; letters, digits, . _ ~ - /)"
+            f"{show(s)} is not a plain URL path prefix (e.g. /course; letters, digits, . _ ~ - /)"
         )
     return s
 
@@ -255,48 +352,17 @@ _SYSTEM_FILES = frozenset(
         "/home",
     }
 )
-_REMOTE_PATH = re.compile(r"/[A-Za-z0-9._+@-]+(/[A-Za-z0-9._+@-]+)*")
+
+
+def under(path: str, folders: tuple[str, ...] | frozenset[str]) -> bool:
+    """Whether `path` is one of `folders` or lies inside one (no `..` games: paths are normal)."""
+    norm = posixpath.normpath(path)
+    return any(norm == f or norm.startswith(f.rstrip("/") + "/") for f in folders)
 
 
 def is_system_path(path: str) -> bool:
     norm = posixpath.normpath(path)
-    return norm in _SYSTEM_FILES or any(
-        norm == p or norm.startswith(p + "/") for p in _SYSTEM_PREFIXES
-    )
-
-
-def remote_path(value: Any) -> str:
-    """An absolute, normalised path on a front end that is not a system file."""
-    s = _plain_text(value)
-    if not _REMOTE_PATH.fullmatch(s):
-        raise CheckFailed(
-            f"{s!r} is not an absolute path of plain characters (e.g. /etc/haproxy/haproxy.cfg)"
-        )
-    if posixpath.normpath(s) != s or "/../" in s + "/" or "/./" in s + "/":
-        raise CheckFailed(f"path {s!r} is not normalised (use {posixpath.normpath(s)!r})")
-    if is_system_path(s):
-        raise CheckFailed(f"path {s!r} points at a system file; clusterctl will not touch it")
-    return s
-
-
-def ssh_path(value: Any) -> str:
-    """A path to an SSH file (key, known_hosts) on the machine running clusterctl."""
-    s = _plain_text(value)
-    if not s or s.strip() != s:
-        raise CheckFailed(f"{s!r} is not a file path")
-    return s
-
-
-def local_path(value: Any) -> str:
-    """A file clusterctl reads and installs (relative to the inventory's folder, or ~).
-
-    Written as an absolute path it is checked here; the loader checks again where a relative
-    path really leads once resolved.
-    """
-    s = ssh_path(value)
-    if s.startswith("/") and is_system_path(s):
-        raise CheckFailed(f"path {s!r} points at a system file; clusterctl will not read it")
-    return s
+    return norm in _SYSTEM_FILES or under(norm, _SYSTEM_PREFIXES)
 
 
 _ARG = re.compile(r"[^\x00-\x1f\x7f\x85\u2028\u2029]*")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clusterctl.model import checks as c
+from clusterctl.model import pathcheck as pc
 
 KINDS = ("haproxy", "nginx", "apache")
 STATES = ("ready", "drain", "maint")
@@ -50,10 +51,10 @@ def meta() -> Any:
 class SSH:
     user: str | None = opt(c.USER, doc="login user (default: root)")
     port: int | None = opt(c.PORT, doc="SSH port (default 22)")
-    identity: str | None = opt(c.ssh_path, doc="private key file")
-    known_hosts: str | None = opt(c.ssh_path, doc="known_hosts file (default ~/.ssh/known_hosts)")
+    identity: str | None = opt(pc.ssh_path, doc="private key file")
+    known_hosts: str | None = opt(pc.ssh_path, doc="known_hosts file (default ~/.ssh/known_hosts)")
     sudo: bool | None = opt(c.boolean, doc="use sudo for privileged steps")
-    jump: str | None = opt(c.address, doc="jump (bastion) host")
+    jump: str | None = opt(c.jump_host, doc="jump (bastion) host: [user@]host[:port]")
     jump_user: str | None = opt(c.USER, doc="user on the jump host")
     at: dict[str, Pos] = meta()
 
@@ -66,11 +67,11 @@ class Defaults:
 
 @dataclass(frozen=True, kw_only=True)
 class Paths:
-    config: str | None = opt(c.remote_path, doc="main config file")
-    tls_dir: str | None = opt(c.remote_path, doc="folder for certificates and keys")
-    admin_socket: str | None = opt(c.remote_path, doc="HAProxy runtime API socket")
-    state_file: str | None = opt(c.remote_path, doc="HAProxy server-state file")
-    pid_file: str | None = opt(c.remote_path, doc="server pid file")
+    config: str | None = opt(pc.remote_path, doc="main config file")
+    tls_dir: str | None = opt(pc.remote_path, doc="folder for certificates and keys")
+    admin_socket: str | None = opt(pc.remote_path, doc="HAProxy runtime API socket")
+    state_file: str | None = opt(pc.remote_path, doc="HAProxy server-state file")
+    pid_file: str | None = opt(pc.remote_path, doc="server pid file")
     at: dict[str, Pos] = meta()
 
 
@@ -82,6 +83,11 @@ class Frontend:
     version: str | None = opt(c.VERSION, doc="server version to render for")
     ssh: SSH = opt(None, default=SSH())
     paths: Paths = opt(None, default=Paths())
+    outside_paths: tuple[str, ...] = opt(
+        pc.remote_paths,
+        default=(),
+        doc="folders or files outside the kind's own folders that paths.* may name",
+    )
     reload: tuple[str, ...] | None = opt(c.argv(), doc="graceful reload command")
     start: tuple[str, ...] | None = opt(c.argv(), doc="start command, when it is not running")
     services: tuple[str, ...] | None = opt(c.names, doc="services this front end serves")
@@ -104,7 +110,7 @@ class Server:
 
 @dataclass(frozen=True, kw_only=True)
 class Sticky:
-    cookie: str = req(c.COOKIE, "cookie the front end sets to pin a client")
+    cookie: str = req(c.cookie, "cookie the front end sets to pin a client")
     at: dict[str, Pos] = meta()
 
 
@@ -145,8 +151,8 @@ class Listen:
 
 @dataclass(frozen=True, kw_only=True)
 class TLS:
-    certificate: str = req(c.local_path, "certificate chain (PEM), local file")
-    key: str = req(c.local_path, "private key (PEM), local file; secret")
+    certificate: str = req(pc.local_path, "certificate chain (PEM), local file")
+    key: str = req(pc.local_path, "private key (PEM), local file; secret")
     redirect: bool = opt(c.boolean, default=True, doc="redirect HTTP to HTTPS")
     hsts: int = opt(c.duration_or_off, default=31_536_000_000, doc="HSTS max-age; 0s: off")
     profile: str = opt(c.choice("intermediate", "modern"), default="intermediate")
@@ -188,7 +194,7 @@ class DeployCheck:
     path: str = opt(c.url_path, default="/health")
     port: int | None = opt(c.PORT, doc="default: the server's port")
     expect: int = opt(c.integer(100, 599), default=200)
-    version_header: str = opt(c.COOKIE, default="X-Release")
+    version_header: str = opt(c.HEADER, default="X-Release")
     timeout: int = opt(c.duration, default=30_000)
     at: dict[str, Pos] = meta()
 
@@ -197,8 +203,8 @@ class DeployCheck:
 class Release:
     """The built-in release strategy: an artifact unpacked into root/releases/<version>."""
 
-    root: str = req(c.remote_path, "application folder on each node (releases/, current)")
-    artifact: str = req(c.local_path, "local .tar.gz of a release; {version} is filled in")
+    root: str = req(pc.remote_path, "application folder on each node (releases/, current)")
+    artifact: str = req(pc.local_path, "local .tar.gz of a release; {version} is filled in")
     restart: tuple[str, ...] = req(c.argv("version", "server"), "restarts the app on the node")
     at: dict[str, Pos] = meta()
 

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from clusterctl.errors import Problem
+from clusterctl.model.checks import under
 from clusterctl.model.schema import Frontend, Inventory, Pool, Service
 from clusterctl.model.versions import NGINX_STICKY_COOKIE, kind_version, parse_version
 
@@ -215,7 +216,42 @@ def _check_ports(inv: Inventory, r: _Report) -> None:
             seen.append((ln.address, ln.port, svc.name))
 
 
+def own_paths(kind: str) -> tuple[str, ...]:
+    """The folders (and files) a kind's paths.* may name: its driver's list."""
+    # Imported here: the drivers import this module for frontend_services and service_pools.
+    from clusterctl.drivers.apache import ApacheDriver
+    from clusterctl.drivers.haproxy import HAProxyDriver
+    from clusterctl.drivers.nginx import NginxDriver
+
+    kinds = {d.kind: d.own_paths for d in (HAProxyDriver, NginxDriver, ApacheDriver)}
+    return tuple(kinds[kind])
+
+
+PATH_KEYS = ("config", "tls_dir", "admin_socket", "state_file", "pid_file")
+
+
+def _check_paths(fe: Frontend, where: str, r: _Report) -> None:
+    """An allowlist: a front end's files stay in its kind's own folders, or in one the user
+    named under outside_paths (remote_path already refused anything sensitive in either)."""
+    own = own_paths(fe.kind)
+    for attr in PATH_KEYS:
+        value = getattr(fe.paths, attr)
+        if value is None:
+            continue
+        norm = "/run/" + value[len("/var/run/") :] if value.startswith("/var/run/") else value
+        if under(norm, own) or under(value, fe.outside_paths):
+            continue
+        r.add(
+            fe.paths,
+            attr,
+            f"{where}.paths.{attr}",
+            f"{value} is outside {fe.kind}'s own folders ({', '.join(own)}); to use it anyway, "
+            f"list it or its folder under {where}.outside_paths",
+        )
+
+
 def _check_frontend(inv: Inventory, fe: Frontend, where: str, r: _Report) -> None:
+    _check_paths(fe, where, r)
     version = kind_version(fe)
     if fe.version is not None and parse_version(fe.version) < MIN_VERSION[fe.kind]:
         need = ".".join(map(str, MIN_VERSION[fe.kind]))

@@ -74,7 +74,7 @@ settings.load_profile("clusterctl")
 # Names: the model's alphabet. Kept unique ignoring case (see test_pool_names_differing_only_in_case)
 # and short enough for `render --check` (see test_check_with_a_long_front_end_name).
 NAMES = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,11}", fullmatch=True)
-COOKIES = st.from_regex(r"[A-Za-z0-9_-]{1,16}", fullmatch=True)
+COOKIES = st.from_regex(r"[A-Za-z0-9_]{1,16}", fullmatch=True)  # no '-': see checks.cookie
 _SEG = st.from_regex(r"[A-Za-z0-9._~-]{1,8}", fullmatch=True).filter(lambda s: s not in (".", ".."))
 PATHS = st.one_of(
     st.just("/"), st.lists(_SEG, min_size=1, max_size=3).map(lambda segs: "/" + "/".join(segs))
@@ -146,8 +146,10 @@ def inventories(
             fe["hard_stop_after"] = draw(DURATIONS)
         if kind == "haproxy" and draw(st.booleans()):
             fe["paths"] = {"config": "/srv/lb/haproxy.cfg", "admin_socket": "/srv/lb/admin.sock"}
+            fe["outside_paths"] = ["/srv/lb"]  # outside haproxy's own folders, so named
         if kind == "nginx" and draw(st.booleans()):
             fe["paths"] = {"config": "/opt/nginx/nginx.conf", "tls_dir": "/opt/nginx/tls"}
+            fe["outside_paths"] = ["/opt/nginx"]
         frontends.append(fe)
 
     balance_ok = set.intersection(*(BALANCE[k] for k in fe_kinds))
