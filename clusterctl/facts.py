@@ -2,12 +2,16 @@
 
 One remote command per host collects everything: for each file clusterctl manages, whether it
 exists, its mode, owner, checksum and (for files that are not secret) its content; the server's
-version; whether a reload is pending from an interrupted apply; left-over temporary files.
+version; whether a reload is pending from an interrupted apply; left-over temporary files; the
+files an earlier apply installed (the manifest); and what the bind preflight needs: the host's
+addresses, whether it may bind addresses it does not have, its listening TCP sockets with their
+processes, and the running server's own process ids.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 from dataclasses import dataclass, field
 
@@ -29,6 +33,11 @@ def frontend_state_dir(fe_name: str) -> str:
     return f"{STATE_DIR}/frontends/{fe_name}"
 
 
+def manifest_path(fe_name: str) -> str:
+    """Every path the last confirmed apply installed, one a line: what prune compares with."""
+    return f"{frontend_state_dir(fe_name)}/manifest"
+
+
 def pending_path(fe_name: str) -> str:
     """The marker an interrupted apply leaves between its rename and its reload."""
     return f"{frontend_state_dir(fe_name)}/reload-pending"
@@ -36,25 +45,45 @@ def pending_path(fe_name: str) -> str:
 
 _VERSION_RX = re.compile(r"(?:HAProxy version |nginx/|Apache/)(\d+(?:\.\d+){1,2})")
 
-# $1: pending marker; $2: version command; rest: "S:path" (secret) or "P:path" (plain).
+# $1: pending marker; $2: version command; $3: the server's pid file; $4: the manifest;
+# rest: "S:path" (secret) or "P:path" (plain). Manifest entries are stated before the rendered
+# paths, so a rendered path's own lines (with its content) come last and win.
 _GATHER = r"""
 PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
-pending=$1; shift
-vcmd=$1; shift
+pending=$1; vcmd=$2; pidf=$3; manifest=$4; shift 4
 printf 'VERSION %s\n' "$($vcmd -v 2>&1 | head -n 1 | tr -d '\n')"
 if [ -f "$pending" ]; then printf 'PENDING %s\n' "$(head -c 200 "$pending" | tr -d '\n')"; fi
-for spec in "$@"; do
-  kind=${spec%%:*}; f=${spec#*:}
-  for t in "$(dirname -- "$f")"/.*.clusterctl-new; do
+printf 'NONLOCAL %s %s\n' "$(cat /proc/sys/net/ipv4/ip_nonlocal_bind 2>/dev/null || echo 0)" \
+  "$(cat /proc/sys/net/ipv6/ip_nonlocal_bind 2>/dev/null || echo 0)"
+if addrs=$(ip -o addr show 2>/dev/null); then
+  printf 'NET addr\n'; printf '%s\n' "$addrs" | awk '{print "ADDR", $2, $4}'
+fi
+if socks=$(ss -Htlnp 2>/dev/null); then
+  printf 'NET sockets\n'; printf '%s\n' "$socks" | awk 'NF >= 4 {$1 = $2 = $3 = ""; print "SOCK" $0}'
+fi
+pid=$(head -n 1 -- "$pidf" 2>/dev/null | tr -dc 0-9)
+if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+  printf 'SERVER %s\n' "$pid"
+  awk -v p="$pid" '$4 == p {print "SERVER", $1}' /proc/[0-9]*/stat 2>/dev/null
+fi
+stat_one() {
+  for t in "$(dirname -- "$2")"/.*.clusterctl-new; do
     [ -e "$t" ] && printf 'TEMP %s\n' "$t"
   done
-  if [ -f "$f" ]; then
-    printf 'FILE %s %s %s\n' "$(stat -c '%a %U %G' -- "$f")" "$(sha256sum -- "$f" | cut -c1-64)" "$f"
-    if [ "$kind" = P ]; then printf 'DATA '; base64 -w0 -- "$f"; printf '\n'; fi
+  if [ -f "$2" ]; then
+    printf 'FILE %s %s %s\n' "$(stat -c '%a %U %G' -- "$2")" "$(sha256sum -- "$2" | cut -c1-64)" "$2"
+    if [ "$1" = P ]; then printf 'DATA '; base64 -w0 -- "$2"; printf '\n'; fi
   else
-    printf 'MISSING %s\n' "$f"
+    printf 'MISSING %s\n' "$2"
   fi
-done
+}
+if [ -f "$manifest" ]; then
+  printf 'MANIFEST\n'
+  while IFS= read -r m; do
+    case $m in /*) printf 'MANAGED %s\n' "$m"; stat_one S "$m" ;; esac
+  done < "$manifest"
+fi
+for spec in "$@"; do stat_one "${spec%%:*}" "${spec#*:}"; done
 """
 
 
@@ -70,16 +99,53 @@ class LiveFile:
 
 
 @dataclass(frozen=True)
+class Socket:
+    """A listening TCP socket on the host, as `ss -Htlnp` shows it."""
+
+    address: str  # "0.0.0.0", "[::]" or "*" for wildcards, else the address without scope
+    port: int
+    users: tuple[tuple[str, int], ...] = ()  # (process name, pid)
+
+
+@dataclass(frozen=True)
+class Network:
+    """What the bind preflight needs to know about a host (None fields: could not be read)."""
+
+    addresses: tuple[tuple[str, str], ...] | None = None  # (interface, "address/prefix")
+    nonlocal_bind: tuple[bool, bool] = (False, False)  # IPv4, IPv6
+    sockets: tuple[Socket, ...] | None = None
+    server_pids: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
 class HostFacts:
     host: str
     version: str | None = None
     pending: str | None = None
     files: dict[str, LiveFile] = field(default_factory=dict)
     temps: tuple[str, ...] = ()
+    network: Network = field(default_factory=Network)
+    managed: tuple[str, ...] | None = None  # the manifest; None: the host has none yet
 
 
 def version_binary(kind: str) -> str:
     return {"haproxy": "haproxy", "nginx": "nginx", "apache": "apache2"}[kind]
+
+
+_SS_USER = re.compile(r'\("([^"]*)",pid=(\d+)')
+
+
+def parse_socket(fields: list[str]) -> Socket | None:
+    """`ss -Htlnp` fields after the state and queue columns: local, peer, users."""
+    if not fields:
+        return None
+    local = fields[0]
+    address, _, port = local.rpartition(":")
+    if not port.isdigit() or not address:
+        return None
+    address = address.split("%", 1)[0]  # 127.0.0.53%lo: the scope is not part of the address
+    users = tuple((n, int(p)) for n, p in _SS_USER.findall(" ".join(fields[2:])))
+    return Socket(address, int(port), users)
 
 
 def parse_gather(host: str, text: str) -> HostFacts:
@@ -88,6 +154,11 @@ def parse_gather(host: str, text: str) -> HostFacts:
     files: dict[str, LiveFile] = {}
     temps: list[str] = []
     last: str | None = None
+    nonlocal_bind = (False, False)
+    addresses: list[tuple[str, str]] | None = None
+    sockets: list[Socket] | None = None
+    server: set[int] = set()
+    managed: list[str] | None = None
     for line in text.splitlines():
         tag, _, rest = line.partition(" ")
         if tag == "VERSION":
@@ -106,23 +177,54 @@ def parse_gather(host: str, text: str) -> HostFacts:
             last = path
         elif tag == "DATA" and last is not None:
             prev = files[last]
-            files[last] = LiveFile(
-                prev.path,
-                True,
-                prev.mode,
-                prev.owner,
-                prev.group,
-                prev.sha256,
-                base64.b64decode(rest.strip() or b""),
-            )
-    return HostFacts(host, version, pending, files, tuple(sorted(set(temps))))
+            files[last] = dataclasses.replace(prev, content=base64.b64decode(rest.strip() or b""))
+        elif tag == "NONLOCAL":
+            flags = rest.split()
+            nonlocal_bind = (flags[:1] == ["1"], flags[1:2] == ["1"])
+        elif tag == "NET":
+            if rest == "addr":
+                addresses = addresses or []
+            elif rest == "sockets":
+                sockets = sockets or []
+        elif tag == "ADDR" and addresses is not None:
+            ifname, _, cidr = rest.partition(" ")
+            addresses.append((ifname, cidr.strip()))
+        elif tag == "SOCK" and sockets is not None:
+            sock = parse_socket(rest.split())
+            if sock is not None:
+                sockets.append(sock)
+        elif tag == "SERVER" and rest.isdigit():
+            server.add(int(rest))
+        elif tag == "MANIFEST":
+            managed = managed or []
+        elif tag == "MANAGED" and managed is not None:
+            managed.append(rest)
+    network = Network(
+        None if addresses is None else tuple(addresses),
+        nonlocal_bind,
+        None if sockets is None else tuple(sockets),
+        frozenset(server),
+    )
+    return HostFacts(
+        host,
+        version,
+        pending,
+        files,
+        tuple(sorted(set(temps))),
+        network,
+        None if managed is None else tuple(dict.fromkeys(managed)),
+    )
 
 
 def gather(remote: Remote, fe: Frontend, secret: dict[str, bool]) -> HostFacts:
     """Facts of one front end for the files clusterctl renders there (path -> is secret)."""
     specs = [("S:" if is_secret else "P:") + path for path, is_secret in sorted(secret.items())]
-    binary = version_binary(driver_for(fe.kind).kind)
-    result = remote.sh(_GATHER, pending_path(fe.name), binary, *specs)
+    driver = driver_for(fe.kind)
+    binary = version_binary(driver.kind)
+    pid_file = driver.paths(fe).pid_file
+    result = remote.sh(
+        _GATHER, pending_path(fe.name), binary, pid_file, manifest_path(fe.name), *specs
+    )
     if not result.ok:
         from clusterctl.errors import ClusterctlError
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
+from clusterctl.drivers import driver_for
 from clusterctl.facts import HostFacts, LiveFile
 from clusterctl.model.schema import Frontend, Inventory
+from clusterctl.preflight import problems
 from clusterctl.render import File, HostFiles, render_frontend
 
 
@@ -30,6 +33,23 @@ class FileChange:
 
 
 @dataclass(frozen=True)
+class Deletion:
+    """A file an earlier apply installed that the inventory no longer renders: apply removes it
+    (backed up first, put back if the reload fails)."""
+
+    path: str
+    old: LiveFile
+
+    @property
+    def diff(self) -> tuple[str, ...]:
+        return (
+            f"--- {self.path} (live)",
+            "+++ /dev/null",
+            f"-(sha256:{self.old.sha256}; installed by clusterctl, no longer rendered)",
+        )
+
+
+@dataclass(frozen=True)
 class HostPlan:
     host: str
     kind: str
@@ -39,6 +59,9 @@ class HostPlan:
     version: str | None = None
     error: str | None = None
     rendered: HostFiles = field(default_factory=dict, compare=False, repr=False)
+    deletions: tuple[Deletion, ...] = ()
+    # Why the new config would not start on this host (bind preflight): nothing is changed.
+    refused: tuple[str, ...] = ()
 
     @property
     def changes(self) -> tuple[FileChange, ...]:
@@ -46,13 +69,15 @@ class HostPlan:
 
     @property
     def needs_work(self) -> bool:
-        return bool(self.changes or self.pending_reload or self.stale_temps)
+        return bool(self.changes or self.deletions or self.pending_reload or self.stale_temps)
 
     @property
     def status(self) -> str:
         if self.error:
             return "unreachable"
-        if self.changes:
+        if self.refused:
+            return "refused"
+        if self.changes or self.deletions:
             return "change"
         if self.pending_reload:
             return "reload pending"
@@ -67,11 +92,11 @@ class Plan:
 
     @property
     def changed(self) -> list[HostPlan]:
-        return [h for h in self.hosts if h.needs_work and not h.error]
+        return [h for h in self.hosts if h.needs_work and not h.error and not h.refused]
 
     @property
     def failed(self) -> list[HostPlan]:
-        return [h for h in self.hosts if h.error]
+        return [h for h in self.hosts if h.error or h.refused]
 
     def summary(self) -> str:
         n_change = len(self.changed)
@@ -80,8 +105,12 @@ class Plan:
             f"{n_change} host{'s' if n_change != 1 else ''} to change",
             f"{n_same} unchanged",
         ]
-        if self.failed:
-            parts.append(f"{len(self.failed)} unreachable")
+        unreachable = [h for h in self.hosts if h.error]
+        refused = [h for h in self.hosts if h.refused and not h.error]
+        if unreachable:
+            parts.append(f"{len(unreachable)} unreachable")
+        if refused:
+            parts.append(f"{len(refused)} refused")
         return ", ".join(parts)
 
 
@@ -131,6 +160,27 @@ def file_change(path: str, new: File, old: LiveFile) -> FileChange:
     return FileChange(path, "unchanged", new, old)
 
 
+def prunable(fe: Frontend, path: str) -> bool:
+    """Whether a manifest entry may be deleted: a plain absolute path inside the folders the
+    kind's files live in (the manifest is only a record; it never widens what apply touches)."""
+    if not path.startswith("/") or posixpath.normpath(path) != path or "\n" in path:
+        return False
+    p = driver_for(fe.kind).paths(fe)
+    roots = {posixpath.dirname(p.config), p.tls_dir}
+    return any(path.startswith(r.rstrip("/") + "/") for r in roots if r)
+
+
+def deletions(fe: Frontend, rendered: HostFiles, facts: HostFacts) -> tuple[Deletion, ...]:
+    """Files the last apply installed, still on the host, that are no longer rendered."""
+    out = []
+    for path in facts.managed or ():
+        live = facts.files.get(path)
+        if path in rendered or live is None or not live.exists or not prunable(fe, path):
+            continue
+        out.append(Deletion(path, live))
+    return tuple(sorted(out, key=lambda d: d.path))
+
+
 def plan_host(inv: Inventory, fe: Frontend, facts: HostFacts) -> HostPlan:
     fe_now = effective_frontend(fe, facts)
     rendered = render_frontend(inv, fe_now)
@@ -138,6 +188,13 @@ def plan_host(inv: Inventory, fe: Frontend, facts: HostFacts) -> HostPlan:
         file_change(path, f, facts.files.get(path, LiveFile(path, False)))
         for path, f in rendered.items()
     )
+    gone = deletions(fe_now, rendered, facts)
+    refused: tuple[str, ...] = ()
+    if gone or any(c.changed for c in changes):  # nothing reloads, nothing can fail to start
+        config = rendered.get(driver_for(fe.kind).paths(fe_now).config)
+        if config is not None:
+            text = config.content.decode("utf-8", "replace")
+            refused = tuple(problems(fe.kind, text, facts.network))
     return HostPlan(
         host=fe.name,
         kind=fe.kind,
@@ -146,6 +203,8 @@ def plan_host(inv: Inventory, fe: Frontend, facts: HostFacts) -> HostPlan:
         stale_temps=facts.temps,
         version=fe_now.version,
         rendered=rendered,
+        deletions=gone,
+        refused=refused,
     )
 
 
@@ -166,6 +225,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
                 "error": h.error,
                 "pending_reload": h.pending_reload,
                 "stale_temps": list(h.stale_temps),
+                "refused": list(h.refused),
                 "files": [
                     {
                         "path": c.path,
@@ -176,6 +236,17 @@ def plan_json(plan: Plan) -> dict[str, Any]:
                         "diff": list(c.diff),
                     }
                     for c in h.files
+                ]
+                + [
+                    {
+                        "path": d.path,
+                        "action": "delete",
+                        "mode": f"{d.old.mode:04o}",
+                        "secret": None,  # its content was never read
+                        "sha256": d.old.sha256,
+                        "diff": list(d.diff),
+                    }
+                    for d in h.deletions
                 ],
             }
             for h in plan.hosts

@@ -48,9 +48,15 @@ def print_plan(plan: Plan, out: Console) -> None:
             out.print(Text("  reload pending: an earlier apply swapped files but did not reload"))
         for t in h.stale_temps:
             out.print(Text(f"  left-over temporary file to remove: {t}"))
+        for reason in h.refused:
+            out.print(Text(f"  refused, would not start: {reason}", style="red"))
         for c in h.changes:
             out.print(Text(f"  {c.action} {c.path} (mode {c.new.mode:04o})"))
             for line in c.diff:
+                out.print(_diff_line(line))
+        for d in h.deletions:
+            out.print(Text(f"  delete {d.path} (no longer rendered)"))
+            for line in d.diff:
                 out.print(_diff_line(line))
     out.print(Text(plan.summary(), style="bold"))
 

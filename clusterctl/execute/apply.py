@@ -9,28 +9,26 @@ config, valid and loaded.
 
 from __future__ import annotations
 
-import os
-import re
 import secrets
 import time
 from dataclasses import dataclass, replace
 
 from clusterctl.drivers import driver_for
 from clusterctl.errors import ClusterctlError
-from clusterctl.execute.ssh import Remote, Result, quote
-from clusterctl.facts import TMP_SUFFIX, frontend_state_dir, pending_path
+from clusterctl.execute.reload import reload_and_confirm, server_pids
+from clusterctl.execute.ssh import Remote, Result
+from clusterctl.execute.steps import PATH as _PATH
+from clusterctl.execute.steps import StepFailed, checkpoint
+from clusterctl.execute.steps import check as _check
+from clusterctl.facts import TMP_SUFFIX, frontend_state_dir, manifest_path, pending_path
 from clusterctl.model.schema import Frontend, Inventory
 from clusterctl.model.semantics import frontend_services
 from clusterctl.plan import HostPlan
+from clusterctl.preflight import named_dirs
 from clusterctl.render import File, render_frontend
 
-_PATH = "PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin; "
-
-
-class StepFailed(ClusterctlError):
-    def __init__(self, step: str, words: str) -> None:
-        self.step = step
-        super().__init__(f"{step}: {words}")
+__all__ = ["HostResult", "StepFailed", "apply_host", "checkpoint", "reload_and_confirm"]
+__all__ += ["server_pids", "write_file"]
 
 
 @dataclass(frozen=True)
@@ -39,22 +37,6 @@ class HostResult:
     status: str  # changed | unchanged | failed | rolled back
     message: str
     seconds: float
-
-
-def checkpoint(step: str) -> None:
-    """Fault injection for tests: die like a killed process right after `step`.
-
-    CLUSTERCTL_FAULT_EXIT_AFTER=rename makes apply vanish between the rename and the reload,
-    as a lost laptop or a killed CI job would, so tests can prove the next run recovers.
-    """
-    if os.environ.get("CLUSTERCTL_FAULT_EXIT_AFTER") == step:
-        os._exit(137)
-
-
-def _check(result: Result, step: str) -> Result:
-    if not result.ok:
-        raise StepFailed(step, result.words())
-    return result
 
 
 def backup_dir(fe: Frontend) -> str:
@@ -84,7 +66,9 @@ trap - EXIT
 
 def write_file(remote: Remote, path: str, f: File) -> None:
     _check(
-        remote.sh(_WRITE, path, f"{f.mode:o}", f"{f.owner}:{f.group}", stdin=f.content),
+        remote.sh(
+            _WRITE, path, f"{f.mode:o}", f"{f.owner}:{f.group}", stdin=f.content, step="upload"
+        ),
         f"upload {path}",
     )
 
@@ -112,17 +96,29 @@ def _validator_words(result: Result) -> str:
 def stage_and_validate(remote: Remote, inv: Inventory, fe: Frontend, run_id: str) -> None:
     """Validate the new files on the host, under a staging root, before anything is replaced."""
     driver = driver_for(fe.kind)
+    config = driver.paths(fe).config
+    live = render_frontend(inv, fe)
+    # The folders the new config writes its logs, sockets and state into must be there on the
+    # host itself: the staged check below creates them under its own root, so it cannot tell.
+    needed = named_dirs(fe.kind, live[config].content.decode("utf-8", "replace"))
+    if needed:
+        res = remote.sh(_MISSING_DIRS, *needed, step="validate")
+        missing = res.out.split()
+        if missing:
+            raise StepFailed(
+                "preflight", f"{', '.join(missing)} does not exist on the host (the config uses it)"
+            )
     # Whatever an interrupted earlier run left in this front end's staging area goes first.
-    remote.sh('rm -rf -- "$1"', stage_dir(fe))
+    remote.sh('rm -rf -- "$1"', stage_dir(fe), step="validate")
     root = f"{stage_dir(fe)}/{run_id}"
     try:
         for path, f in render_frontend(inv, fe, root=root).items():
             write_file(remote, root + path, f)
         dirs = [root + d for d in driver.runtime_dirs(fe)]
         if dirs:
-            _check(remote.sh(_PATH + 'mkdir -p -- "$@"', *dirs), "stage")
-        argv = driver.validate_argv(root + driver.paths(fe).config, root)
-        result = remote.sh(_PATH + 'exec "$@"', *argv)
+            _check(remote.sh(_PATH + 'mkdir -p -- "$@"', *dirs, step="validate"), "stage")
+        argv = driver.validate_argv(root + config, root)
+        result = remote.sh(_PATH + 'exec "$@"', *argv, step="validate")
         if not result.ok:
             words = _validator_words(result)
             raise StepFailed(f"validate ({argv[0]})", words.replace(root, ""))
@@ -132,11 +128,16 @@ def stage_and_validate(remote: Remote, inv: Inventory, fe: Frontend, run_id: str
             if svc.tls is None:
                 continue
             paths = driver.tls_paths(fe, svc)
-            pair = remote.sh(_TLS_PAIR, root + paths["certificate"], root + paths["key"])
+            pair = remote.sh(
+                _TLS_PAIR, root + paths["certificate"], root + paths["key"], step="validate"
+            )
             if not pair.ok:
                 raise StepFailed("validate (openssl)", pair.words().replace(root, ""))
     finally:
-        remote.sh('rm -rf -- "$1"', root)
+        remote.sh('rm -rf -- "$1"', root, step="validate")
+
+
+_MISSING_DIRS = 'for d in "$@"; do [ -d "$d" ] || printf "%s\\n" "$d"; done'
 
 
 # $1 backup root, then pairs of target paths: backs each existing target up (keeping mode and
@@ -150,13 +151,28 @@ for f in "$@"; do
 done
 """
 
-# $1 pending marker, $2 run id, then targets: each .clusterctl-new beside it renamed into place.
+# $1 pending marker, $2 run id, then "N:target" (its .clusterctl-new beside it renamed into
+# place) or "D:target" (a file no longer rendered, removed; its backup is taken).
 _SWAP = r"""set -e
 mkdir -p -- "$(dirname -- "$1")"; printf '%s\n' "$2" > "$1"; shift 2
-for f in "$@"; do
-  d=$(dirname -- "$f"); b=$(basename -- "$f")
-  mv -f -T -- "$d/.$b.clusterctl-new" "$f"
+for spec in "$@"; do
+  f=${spec#?:}
+  case $spec in
+  N:*) d=$(dirname -- "$f"); b=$(basename -- "$f"); mv -f -T -- "$d/.$b.clusterctl-new" "$f" ;;
+  D:*) rm -f -- "$f" ;;
+  esac
 done
+"""
+
+# $1 manifest, $2 backup root, $3 pending marker, then every path now installed: the apply is
+# confirmed, so the manifest records them, the backup (old private keys among its files) goes,
+# and the marker last: a kill before it only makes the next run confirm again.
+_CONFIRM = r"""set -e
+m=$1; b=$2; p=$3; shift 3
+mkdir -p -- "$(dirname -- "$m")"
+(umask 077 && printf '%s\n' "$@" > "$m.tmp") && mv -f -- "$m.tmp" "$m"
+rm -rf -- "$b"
+rm -f -- "$p"
 """
 
 # $1 backup root, then targets: put each back as it was, remove those that did not exist.
@@ -172,127 +188,10 @@ for f in "$@"; do
 done
 """
 
-# $1 pid file: the master's pid and its children (the workers), or nothing if not running.
-_PIDS = r"""pid=$(cat -- "$1" 2>/dev/null | head -n 1 | tr -dc 0-9)
-[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || exit 0
-printf 'MASTER %s\n' "$pid"
-for c in $(cat /proc/[0-9]*/stat 2>/dev/null | awk -v p="$pid" '$4 == p {print $1}'); do
-  printf 'CHILD %s\n' "$c"
-done
-"""
-
 
 def temp_path(target: str) -> str:
     d, _, b = target.rpartition("/")
     return f"{d}/.{b}{TMP_SUFFIX}"
-
-
-def server_pids(remote: Remote, fe: Frontend) -> tuple[int | None, set[int]]:
-    res = remote.sh(_PIDS, driver_for(fe.kind).paths(fe).pid_file)
-    master = None
-    children: set[int] = set()
-    for line in res.out.splitlines():
-        tag, _, value = line.partition(" ")
-        if tag == "MASTER" and value.isdigit():
-            master = int(value)
-        elif tag == "CHILD" and value.isdigit():
-            children.add(int(value))
-    return master, children
-
-
-def reload_and_confirm(
-    remote: Remote, fe: Frontend, timeout: float = 15.0, ports: frozenset[int] = frozenset()
-) -> None:
-    """Reload gracefully and prove it happened: new worker processes under a live master.
-
-    `nginx -s reload` (and systemctl) exit 0 even when the server kept its old config, so the
-    exit status alone proves nothing. `ports` are those the new config listens on: when no new
-    workers come, another process holding one of them is the usual reason, and is named.
-    """
-    driver = driver_for(fe.kind)
-    master, before = server_pids(remote, fe)
-    if master is None:
-        argv = driver.start_argv(fe)
-        _check(remote.sh(_PATH + 'exec "$@"', *argv), f"start ({quote(argv)})")
-    else:
-        hook = driver.before_reload(fe)
-        if hook is not None:
-            _check(remote.sh(_PATH + hook[0], *hook[1]), "before reload")
-        argv = driver.reload_argv(fe)
-        _check(remote.sh(_PATH + 'exec "$@"', *argv), f"reload ({quote(argv)})")
-    started = time.monotonic()
-    gone_since: float | None = None
-    conflicts_checked = False
-
-    def failed(why: str) -> StepFailed:
-        words = [w for w in (_port_conflicts(remote, ports), _error_log_tail(remote, fe)) if w]
-        return StepFailed(
-            "reload", f"{why} after {quote(argv)}{': ' if words else ''}{'; '.join(words)}"
-        )
-
-    while True:
-        now_master, after = server_pids(remote, fe)
-        if now_master is not None and after and (master is None or after - before):
-            hook = driver.after_reload(fe)
-            if hook is not None:
-                _check(remote.sh(_PATH + hook[0], *hook[1]), "after reload")
-            return
-        waited = time.monotonic() - started
-        # A server that was running and is gone did not reload, it died (Apache exits when a
-        # graceful restart cannot bind or load a certificate): say so now, not after `timeout`,
-        # so the rollback starts it again at once. A second of grace covers a pid file rewrite.
-        if master is not None and now_master is None:
-            gone_since = gone_since or time.monotonic()
-            if time.monotonic() - gone_since > 1.0:
-                raise failed("the server exited")
-        else:
-            gone_since = None
-        # HAProxy and nginx keep their old workers when the new config cannot bind: no need to
-        # wait out the timeout when another process visibly holds one of the new ports.
-        if waited > 2.0 and not conflicts_checked and now_master is not None:
-            conflicts_checked = True
-            if _port_conflicts(remote, ports):
-                raise failed("no new workers started")
-        if waited > timeout:
-            raise failed(
-                "the server is not running" if now_master is None else "no new workers started"
-            )
-        time.sleep(0.2)
-
-
-_SERVER_PROCESSES = frozenset({"haproxy", "nginx", "apache2", "httpd"})
-_SS_USER = re.compile(r'\("([^"]*)",pid=(\d+)')
-
-
-def _port_conflicts(remote: Remote, ports: frozenset[int]) -> str:
-    """Listening sockets on `ports` held by something other than a web server, in words."""
-    if not ports:
-        return ""
-    res = remote.sh(_PATH + "ss -Htlnp 2>/dev/null")
-    found: list[str] = []
-    for line in res.out.splitlines():
-        fields = line.split()
-        if len(fields) < 4:
-            continue
-        local = fields[3]
-        port = local.rpartition(":")[2]
-        if not port.isdigit() or int(port) not in ports:
-            continue
-        others = [f"{n} (pid {p})" for n, p in _SS_USER.findall(line) if n not in _SERVER_PROCESSES]
-        if others:
-            found.append(f"{local} is already in use by {', '.join(sorted(set(others)))}")
-    return "; ".join(sorted(set(found)))
-
-
-def _error_log_tail(remote: Remote, fe: Frontend) -> str:
-    logs = {
-        "nginx": "/var/log/nginx/error.log",
-        "apache": "/var/log/apache2/error.log",
-    }
-    if fe.kind not in logs:
-        return ""
-    res = remote.sh('tail -n 2 -- "$1" 2>/dev/null', logs[fe.kind])
-    return res.out.strip().replace("\n", " | ")[:300]
 
 
 # $1 scheme (http|https|tcp), $2 address, $3 port.
@@ -313,7 +212,7 @@ def probe(remote: Remote, inv: Inventory, fe: Frontend) -> None:
             address = "127.0.0.1" if ln.address == "*" else ln.address
             host = f"[{address}]" if ":" in address else address
             scheme = "tcp" if svc.mode == "tcp" else ("https" if ln.tls else "http")
-            res = remote.sh(_PROBE, scheme, host, str(ln.port))
+            res = remote.sh(_PROBE, scheme, host, str(ln.port), step="probe")
             answer = res.out.strip()
             if not res.ok or answer in ("", "000"):
                 raise StepFailed(
@@ -324,21 +223,25 @@ def probe(remote: Remote, inv: Inventory, fe: Frontend) -> None:
 def apply_host(remote: Remote, inv: Inventory, fe: Frontend, plan: HostPlan) -> HostResult:
     """Bring one front end to its planned state; never leaves it half-done."""
     started = time.monotonic()
+    if plan.refused:  # the new config would not start here: touch nothing
+        return HostResult(fe.name, "failed", "preflight: " + "; ".join(plan.refused), 0.0)
     if not plan.needs_work:
         return HostResult(fe.name, "unchanged", "", 0.0)
     fe_now = replace(fe, version=plan.version) if fe.version is None and plan.version else fe
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(4)
     changes = plan.changes
-    targets = [c.path for c in changes]
+    gone = [d.path for d in plan.deletions]
+    targets = [c.path for c in changes] + gone
+    backup = backup_dir(fe)
 
     pending = pending_path(fe.name)
     if plan.stale_temps:
-        remote.sh('rm -f -- "$@"', *plan.stale_temps)
-    if not changes:  # only a reload left over from an interrupted apply
+        remote.sh('rm -f -- "$@"', *plan.stale_temps, step="clean up")
+    if not targets:  # only a reload left over from an interrupted apply
         if plan.pending_reload:
             reload_and_confirm(remote, fe_now)
             probe(remote, inv, fe_now)
-            _check(remote.sh('rm -f -- "$1"', pending), "clear pending")
+            _confirm(remote, fe, plan)
             return HostResult(fe.name, "changed", "finished a pending reload", _since(started))
         return HostResult(
             fe.name,
@@ -349,22 +252,24 @@ def apply_host(remote: Remote, inv: Inventory, fe: Frontend, plan: HostPlan) -> 
 
     stage_and_validate(remote, inv, fe_now, run_id)
     checkpoint("validate")
-    temps = [temp_path(t) for t in targets]
+    temps = [temp_path(c.path) for c in changes]
     try:
         for c in changes:
             write_file(remote, temp_path(c.path), c.new)
     except ClusterctlError:
-        remote.sh('rm -f -- "$@"', *temps)
+        if temps:
+            remote.sh('rm -f -- "$@"', *temps, step="upload")
         raise
     checkpoint("upload")
-    backup = backup_dir(fe)
     try:
-        _check(remote.sh(_BACKUP, backup, *targets), "backup")
+        _check(remote.sh(_BACKUP, backup, *targets, step="backup"), "backup")
     except ClusterctlError:
-        remote.sh('rm -f -- "$@"', *temps)
+        if temps:
+            remote.sh('rm -f -- "$@"', *temps, step="backup")
         raise
     checkpoint("backup")
-    _check(remote.sh(_SWAP, pending, run_id, *targets), "rename")
+    swap = [f"N:{c.path}" for c in changes] + [f"D:{p}" for p in gone]
+    _check(remote.sh(_SWAP, pending, run_id, *swap, step="rename"), "rename")
     checkpoint("rename")
     ports = frozenset(ln.port for svc in frontend_services(inv, fe_now) for ln in svc.listen)
     try:
@@ -373,27 +278,49 @@ def apply_host(remote: Remote, inv: Inventory, fe: Frontend, plan: HostPlan) -> 
         probe(remote, inv, fe_now)
         checkpoint("probe")
     except StepFailed as failure:
+        failed_at = time.monotonic()
         try:
             _rollback(remote, fe_now, backup, targets, pending)
         except ClusterctlError as undo:
-            # Never hide the first failure behind the second one.
+            # Never hide the first failure behind the second one; the backup stays for a human.
             return HostResult(
                 fe.name,
                 "failed",
-                f"{failure}; then the rollback failed too: {undo}",
+                f"{failure}; then the rollback failed too: {undo} (the previous files are in "
+                f"{backup} on the host)",
                 _since(started),
             )
-        return HostResult(fe.name, "rolled back", str(failure), _since(started))
-    _check(remote.sh('rm -f -- "$1"', pending), "clear pending")
-    return HostResult(
-        fe.name, "changed", f"{len(changes)} file(s) updated, reloaded", _since(started)
+        back = time.monotonic() - failed_at
+        return HostResult(
+            fe.name,
+            "rolled back",
+            f"{failure}; the previous config was back and serving {back:.1f} s later",
+            _since(started),
+        )
+    _confirm(remote, fe, plan)
+    parts = [f"{len(changes)} file(s) updated"] if changes else []
+    parts += [f"{len(gone)} removed"] if gone else []
+    return HostResult(fe.name, "changed", f"{', '.join(parts)}, reloaded", _since(started))
+
+
+def _confirm(remote: Remote, fe: Frontend, plan: HostPlan) -> None:
+    installed = sorted(plan.rendered)
+    res = remote.sh(
+        _CONFIRM,
+        manifest_path(fe.name),
+        backup_dir(fe),
+        pending_path(fe.name),
+        *installed,
+        step="confirm",
     )
+    _check(res, "confirm")
 
 
 def _rollback(remote: Remote, fe: Frontend, backup: str, targets: list[str], pending: str) -> None:
-    _check(remote.sh(_RESTORE, backup, *targets), "restore backup")
+    _check(remote.sh(_RESTORE, backup, *targets, step="rollback"), "restore backup")
     reload_and_confirm(remote, fe)
-    remote.sh('rm -f -- "$1"', pending)
+    # The previous files are live and loaded again: their copies (keys among them) can go.
+    remote.sh('rm -f -- "$1"; rm -rf -- "$2"', pending, backup, step="rollback")
 
 
 def _since(t: float) -> float:

@@ -1,4 +1,4 @@
-"""SSH to one host: strict host keys, argv-only commands quoted in one place, sudo via stdin.
+"""SSH to one host: strict host keys, argv-only commands quoted in one place, `sudo -n`.
 
 paramiko directly rather than fabric's Connection: fabric hard-codes AutoAddPolicy, and the
 only things clusterctl needs (run an argv, feed stdin, open a jump channel) are a few lines here.
@@ -6,16 +6,18 @@ only things clusterctl needs (run an argv, feed stdin, open a jump channel) are 
 
 from __future__ import annotations
 
-import os
 import shlex
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paramiko
 
 from clusterctl.errors import ClusterctlError
+
+if TYPE_CHECKING:
+    from clusterctl.execute.sudo import Sudo
 
 
 class SSHError(ClusterctlError):
@@ -75,6 +77,7 @@ class Remote:
     client: paramiko.SSHClient
     _jump: paramiko.SSHClient | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _sudo: Sudo | None = None
 
     @classmethod
     def connect(cls, ep: Endpoint) -> Remote:
@@ -104,6 +107,9 @@ class Remote:
         return cls(ep, client, jump_client)
 
     def close(self) -> None:
+        if self._sudo is not None:
+            self._sudo.close()
+            self._sudo = None
         self.client.close()
         if self._jump is not None:
             self._jump.close()
@@ -114,28 +120,31 @@ class Remote:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def run(
-        self,
-        argv: list[str] | tuple[str, ...],
-        *,
-        stdin: bytes | None = None,
-        sudo: bool = False,
-        timeout: float = 120.0,
+    def reconnect(self) -> None:
+        """Replace a dropped session with a new one to the same host (same checks)."""
+        fresh = Remote.connect(self.ep)
+        self.close()
+        self.client, self._jump = fresh.client, fresh._jump
+
+    def lost(self, step: str | None, argv: list[str] | tuple[str, ...], exc: object) -> SSHError:
+        what = step or f"a remote command ({argv[0] if argv else '?'})"
+        why = str(exc) or type(exc).__name__
+        return SSHError(
+            f"connection to {self.ep.name} ({self.ep.address}) lost during {what}: {why}"
+        )
+
+    def open_channel(self) -> paramiko.Channel:
+        transport = self.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise EOFError("the session is closed")
+        return transport.open_session()
+
+    def exec_argv(
+        self, argv: list[str], stdin: bytes | None, timeout: float, step: str | None
     ) -> Result:
-        """Run argv on the host; with sudo=True and a non-root login, through `sudo -n`."""
-        full = list(argv)
-        if sudo and self.ep.sudo and self.ep.user != "root":
-            password = os.environ.get("CLUSTERCTL_SUDO_PASSWORD")
-            if password is None:
-                full = ["sudo", "-n", "--", *full]
-            else:
-                # -k: always ask, so the password line is always consumed by sudo and never
-                # reaches the command; -S reads it from stdin, never from argv.
-                full = ["sudo", "-k", "-S", "-p", "", "--", *full]
-                stdin = password.encode() + b"\n" + (stdin or b"")
-        command = quote(full)
+        """Run argv as the login user; a dropped session is named with `step`."""
         try:
-            chan_in, chan_out, chan_err = self.client.exec_command(command, timeout=timeout)
+            chan_in, chan_out, chan_err = self.client.exec_command(quote(argv), timeout=timeout)
             if stdin is not None:
                 chan_in.write(stdin)
             chan_in.channel.shutdown_write()
@@ -143,19 +152,57 @@ class Remote:
             err = chan_err.read()
             rc = chan_out.channel.recv_exit_status()
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise SSHError(f"{self.ep.name}: connection lost running {full[0]}: {exc}") from None
+            raise self.lost(step, argv, exc) from None
         return Result(
             tuple(argv), rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
         )
 
-    def sh(self, script: str, *args: str, stdin: bytes | None = None, sudo: bool = True) -> Result:
+    def run(
+        self,
+        argv: list[str] | tuple[str, ...],
+        *,
+        stdin: bytes | None = None,
+        sudo: bool = False,
+        timeout: float = 120.0,
+        step: str | None = None,
+    ) -> Result:
+        """Run argv on the host; with sudo=True and a non-root login, through sudo (sudo.py).
+
+        `step` names what the command is part of, for the message when the session drops.
+        """
+        if not (sudo and self.ep.sudo and self.ep.user != "root"):
+            return self.exec_argv(list(argv), stdin, timeout, step)
+        if self._sudo is None:
+            from clusterctl.execute.sudo import Sudo
+
+            self._sudo = Sudo(self)
+        result = self._sudo.run(list(argv), stdin, timeout, step)
+        return Result(tuple(argv), result.rc, result.out, result.err)
+
+    def sh(
+        self,
+        script: str,
+        *args: str,
+        stdin: bytes | None = None,
+        sudo: bool = True,
+        step: str | None = None,
+    ) -> Result:
         """A fixed script of clusterctl's own, with every variable part passed as $1, $2, ..."""
-        return self.run(["sh", "-c", script, "clusterctl", *args], stdin=stdin, sudo=sudo)
+        return self.run(
+            ["sh", "-c", script, "clusterctl", *args], stdin=stdin, sudo=sudo, step=step
+        )
 
 
 def _open_client(ep: Endpoint, sock: Any) -> paramiko.SSHClient:
+    from clusterctl.model.localfiles import ssh_file_problem
+
     client = paramiko.SSHClient()
     known = _known_hosts_file(ep)
+    # paramiko reads both files whole: a FIFO would hang it, /dev/zero exhaust memory.
+    for what, path in (("known_hosts", known), ("identity", ep.identity)):
+        why = ssh_file_problem(Path(path).expanduser()) if path else None
+        if why:
+            raise SSHError(f"{ep.name}: cannot read {what}: {why}")
     try:
         client.load_host_keys(str(known))
     except FileNotFoundError:

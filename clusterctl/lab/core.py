@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from clusterctl.errors import ClusterctlError
-from clusterctl.lab import hostfiles
+from clusterctl.lab import hostfiles, users
 
 # Outside /var/lib/clusterctl, which every lab host gets a private copy of (its cluster lock,
 # backups and rollout state, as on separate machines).
@@ -68,11 +68,19 @@ PRIVATE_DIRS = (
     "/srv",
     "/tmp",  # noqa: S108
     "/root",
+    "/etc/sudoers.d",
 )
 # Of those, the ones not bound when the state dir lives inside them.
 SKIPPABLE_DIRS = ("/tmp", "/root")  # noqa: S108
 # Of those, the ones pre-populated from the machine (Debian package files).
-COPIED_DIRS = ("/etc/haproxy", "/etc/nginx", "/etc/apache2", "/var/lib/haproxy", "/var/lib/nginx")
+COPIED_DIRS = (
+    "/etc/haproxy",
+    "/etc/nginx",
+    "/etc/apache2",
+    "/var/lib/haproxy",
+    "/var/lib/nginx",
+    "/etc/sudoers.d",
+)
 
 
 class LabError(ClusterctlError):
@@ -574,6 +582,7 @@ def _binds(state_dir: Path, host: LabHost) -> list[tuple[str, str]]:
         binds.append((str(root / target.lstrip("/")), target))
     if Path("/etc/hosts").is_file() and not Path("/etc/hosts").is_symlink():
         binds.append((str(_host_dir(state_dir, host) / "etc-hosts"), "/etc/hosts"))
+    binds += users.file_binds(_host_dir(state_dir, host))  # its own users and sudoers
     return binds
 
 
@@ -596,6 +605,7 @@ def _prepare_host(
         with contextlib.suppress(OSError):
             shutil.copy2(Path("/etc/skel") / skel, root / "root" / skel)
     _write(hdir / "etc-hosts", hosts_file)
+    users.prepare_files(hdir)
     for sub in ("nginx", "apache2", "haproxy", "app"):
         (root / "var/log" / sub).mkdir(exist_ok=True)
 

@@ -68,9 +68,20 @@ haproxy_ctl() {
     case "$ACTION" in
     start)
         if pid=$(pid_from $PIDF); then echo "haproxy already running (master pid $pid)"; return 0; fi
-        mkdir -p /run/haproxy
-        haproxy -W -D -p $PIDF -f $CFG || { echo "haproxy failed to start" >&2; return 1; }
-        echo "haproxy started (master pid $(cat $PIDF))" ;;
+        mkdir -p /run/haproxy /var/log/haproxy
+        # The master in the foreground with its standard error in a log, as systemd runs it
+        # (-Ws, into the journal): that is where HAProxy says why a reload failed. -D would
+        # send it to /dev/null.
+        rm -f $PIDF
+        setsid haproxy -W -p $PIDF -f $CFG </dev/null >>/var/log/haproxy/master.log 2>&1 &
+        bg=$!
+        i=0
+        until pid=$(pid_from $PIDF); do
+            kill -0 $bg 2>/dev/null || { echo "haproxy failed to start: $(tail -n 3 /var/log/haproxy/master.log)" >&2; return 1; }
+            i=$((i + 1)); [ $i -gt 100 ] && { echo "haproxy did not start" >&2; return 1; }
+            sleep 0.05
+        done
+        echo "haproxy started (master pid $pid)" ;;
     stop)
         pid=$(pid_from $PIDF) || { echo "haproxy not running"; return 0; }
         kill -USR1 "$pid"
@@ -228,7 +239,7 @@ PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 AuthenticationMethods publickey
-AuthorizedKeysFile {authorized_keys}
+AuthorizedKeysFile {authorized_keys} /srv/lab/keys/%u
 StrictModes no
 UsePAM no
 UseDNS no

@@ -1,0 +1,203 @@
+"""Reload a front end and prove it happened, or say why not in the server's own words, fast.
+
+A reload is confirmed by new worker processes under a live master, never by an exit status:
+`nginx -s reload`, `kill -USR2` and systemctl return 0 whatever the server then does. A reload
+that fails is told apart from a slow one by what the server writes: HAProxy's master prints
+"Loading failure!" (its ALERTs before it) on its standard error, nginx an `[emerg]` in its
+error log; Apache's graceful restart exits. Each poll is one remote command that returns the
+processes and whatever the server's log gained since the reload was asked for.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+from clusterctl.drivers import driver_for
+from clusterctl.execute.ssh import Remote, quote
+from clusterctl.execute.steps import PATH, StepFailed, check
+from clusterctl.model.schema import Frontend
+
+# Where each kind writes what goes wrong at a reload. "-" is the master's own standard error,
+# wherever it points (a log file; the journal's socket under systemd is not a file and is
+# skipped): HAProxy's master writes its reload ALERTs there and nowhere else.
+SERVER_LOG = {
+    "haproxy": "-",
+    "nginx": "/var/log/nginx/error.log",
+    "apache": "/var/log/apache2/error.log",
+}
+# Lines of a server's log that announce a failed reload (the server keeps its old workers).
+_FAILED_RX = {
+    "haproxy": re.compile(r"Loading failure|Failed to load the new configuration"),
+    "nginx": re.compile(r"\[emerg\]"),
+}
+_WORDS_RX = re.compile(r"ALERT|\[emerg\]|\[alert\]|:emerg\]|:alert\]|\[crit\]|:crit\]|\[error\]")
+
+# $1 pid file; $2 log file or "-" (the master's stderr); $3 offset in the log or "-".
+# The master's pid, its children (the workers), the log's size and path, its new lines.
+_WATCH = r"""pid=$(head -n 1 -- "$1" 2>/dev/null | tr -dc 0-9)
+log=$2
+if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+  printf 'MASTER %s\n' "$pid"
+  awk -v p="$pid" '$4 == p {print "CHILD", $1}' /proc/[0-9]*/stat 2>/dev/null
+  [ "$log" = - ] && log=$(readlink -- "/proc/$pid/fd/2" 2>/dev/null)
+fi
+if [ "$log" != - ] && [ -f "$log" ]; then
+  size=$(stat -c %s -- "$log")
+  printf 'LOG %s %s\n' "$size" "$log"
+  if [ "$3" != - ] && [ "$size" -gt "$3" ]; then
+    tail -c +$(($3 + 1)) -- "$log" | head -c 16384 | sed 's/^/TEXT /'
+  fi
+fi
+"""
+
+
+@dataclass
+class Watch:
+    master: int | None = None
+    children: set[int] = field(default_factory=set)
+    log: str = "-"
+    size: int | None = None
+    text: list[str] = field(default_factory=list)
+
+
+def watch(remote: Remote, fe: Frontend, log: str = "-", offset: int | None = None) -> Watch:
+    pid_file = driver_for(fe.kind).paths(fe).pid_file
+    res = remote.sh(_WATCH, pid_file, log, "-" if offset is None else str(offset), step="reload")
+    w = Watch(log=log)
+    for line in res.out.splitlines():
+        tag, _, value = line.partition(" ")
+        if tag == "MASTER" and value.isdigit():
+            w.master = int(value)
+        elif tag == "CHILD" and value.isdigit():
+            w.children.add(int(value))
+        elif tag == "LOG":
+            size, _, path = value.partition(" ")
+            if size.isdigit():
+                w.size, w.log = int(size), path
+        elif tag == "TEXT":
+            w.text.append(value)
+    return w
+
+
+def server_pids(remote: Remote, fe: Frontend) -> tuple[int | None, set[int]]:
+    w = watch(remote, fe, "")
+    return w.master, w.children
+
+
+# Alerts HAProxy prints at every reload that do not stop it (a directive given twice, a logger
+# that is not there): they would crowd out the one that matters.
+_NOISE_RX = re.compile(r"Continuing\.|failed in logger")
+_STAMP_RX = re.compile(r"^(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d |\[[A-Z][a-z]{2} [^]]*\d{4}\] )")
+
+
+def _log_words(lines: list[str]) -> str:
+    keep = [ln.strip() for ln in lines if _WORDS_RX.search(ln) and not _NOISE_RX.search(ln)]
+    keep = keep or [ln.strip() for ln in lines if not _NOISE_RX.search(ln)]
+    # nginx repeats its bind alert at each of its retries: once is enough.
+    unique = dict.fromkeys(_STAMP_RX.sub("", ln).strip() for ln in keep if ln)
+    return " | ".join(unique)[-800:]
+
+
+_SERVER_PROCESSES = frozenset({"haproxy", "nginx", "apache2", "httpd"})
+_SS_USER = re.compile(r'\("([^"]*)",pid=(\d+)')
+
+
+def port_conflicts(remote: Remote, ports: frozenset[int]) -> str:
+    """Listening sockets on `ports` held by something other than a web server, in words."""
+    if not ports:
+        return ""
+    res = remote.sh(PATH + "ss -Htlnp 2>/dev/null", step="reload")
+    found: list[str] = []
+    for line in res.out.splitlines():
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        local = fields[3]
+        port = local.rpartition(":")[2]
+        if not port.isdigit() or int(port) not in ports:
+            continue
+        others = [f"{n} (pid {p})" for n, p in _SS_USER.findall(line) if n not in _SERVER_PROCESSES]
+        if others:
+            found.append(f"{local} is already in use by {', '.join(sorted(set(others)))}")
+    return "; ".join(sorted(set(found)))
+
+
+def reload_and_confirm(
+    remote: Remote, fe: Frontend, timeout: float = 15.0, ports: frozenset[int] = frozenset()
+) -> None:
+    """Reload gracefully and prove it happened: new worker processes under a live master.
+
+    `ports` are those the new config listens on: when the reload fails, another process
+    holding one of them is the usual reason, and is named beside the server's own words.
+    """
+    driver = driver_for(fe.kind)
+    before = watch(remote, fe, SERVER_LOG.get(fe.kind, "-"))
+    log, offset = before.log, before.size
+    if before.master is None:
+        argv = driver.start_argv(fe)
+        check(remote.sh(PATH + 'exec "$@"', *argv, step="start"), f"start ({quote(argv)})")
+    else:
+        hook = driver.before_reload(fe)
+        if hook is not None:
+            check(remote.sh(PATH + hook[0], *hook[1], step="reload"), "before reload")
+        argv = driver.reload_argv(fe)
+        check(remote.sh(PATH + 'exec "$@"', *argv, step="reload"), f"reload ({quote(argv)})")
+    started = time.monotonic()
+    gone_since: float | None = None
+    text: list[str] = []
+    conflicts_checked = before.size is not None  # the server's words are readable
+    failed_size: int | None = None
+    failed_since = 0.0
+    failed_rx = _FAILED_RX.get(fe.kind)
+
+    def failed(why: str) -> StepFailed:
+        words = [w for w in (port_conflicts(remote, ports), _log_words(text)) if w]
+        return StepFailed(
+            "reload", f"{why} after {quote(argv)}{': ' if words else ''}{'; '.join(words)}"
+        )
+
+    while True:
+        now = watch(remote, fe, log if log != "-" else "-", offset)
+        if offset is None and now.size is not None and before.master is None:
+            offset = 0  # a fresh start: the whole log is this start's
+        text = now.text or text
+        if (
+            now.master is not None
+            and now.children
+            and (before.master is None or now.children - before.children)
+        ):
+            hook = driver.after_reload(fe)
+            if hook is not None:
+                check(remote.sh(PATH + hook[0], *hook[1], step="reload"), "after reload")
+            return
+        # The server said the new config did not load: no new workers are coming. It may not
+        # be done (nginx retries a bind five times, HAProxy resumes its old workers after its
+        # alert): the words are complete, and the next reload is heard, once the log is quiet.
+        if failed_rx is not None and any(failed_rx.search(ln) for ln in now.text):
+            if now.size != failed_size:
+                failed_size, failed_since = now.size, time.monotonic()
+            elif time.monotonic() - failed_since > 0.5:
+                raise failed("the new configuration did not load")
+        # A server that was running and is gone did not reload, it died (Apache exits when a
+        # graceful restart cannot bind or load a certificate): say so now, so the rollback
+        # starts it again at once. A few polls of grace cover a pid file being rewritten.
+        if before.master is not None and now.master is None:
+            gone_since = gone_since or time.monotonic()
+            if time.monotonic() - gone_since > 0.3:
+                raise failed("the server exited")
+        else:
+            gone_since = None
+        # Where the server's words cannot be read (a journal), another process visibly holding
+        # one of the new ports still ends the wait early: HAProxy and nginx keep their old
+        # workers when they cannot bind.
+        if not conflicts_checked and now.master is not None and time.monotonic() - started > 2:
+            conflicts_checked = True
+            if port_conflicts(remote, ports):
+                raise failed("no new workers started")
+        if time.monotonic() - started > timeout:
+            raise failed(
+                "the server is not running" if now.master is None else "no new workers started"
+            )
+        time.sleep(0.1)
