@@ -151,7 +151,15 @@ def read(text: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise YAMLRefused(line, col, str(exc.problem or exc.context or "invalid YAML")) from None
+        what = str(exc.problem or exc.context or "invalid YAML")
+        if "Unicode character escape" in what:
+            what += " (a lone surrogate such as \\ud800 is no character)"
+        raise YAMLRefused(line, col, what) from None
+    except UnicodeEncodeError as exc:
+        # Text handed to parse() directly (a file is decoded strictly) with a lone surrogate.
+        line, col = line_col(text, exc.start)
+        code = ord(text[exc.start])
+        raise YAMLRefused(line, col, f"U+{code:04X} is a lone surrogate, not a character") from None
     except yaml.reader.ReaderError as exc:
         line, col = line_col(text, exc.position)
         raise YAMLRefused(line, col, f"character {exc.character!r} is not allowed here") from None

@@ -239,3 +239,130 @@ def test_command_and_release_are_exclusive() -> None:
     assert out == [
         "inv.yaml:14:12: deploy.release: give either deploy.command or deploy.release (the built-in strategy), not both"
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "at"),
+    [
+        ("", "1:1"),
+        ("# a comment\n\n# another\n", "1:1"),
+        ("# nothing\n~\n", "2:1"),
+        ("---\n", "2:1"),
+    ],
+    ids=["empty", "comments-only", "null-document", "bare-document-marker"],
+)
+def test_empty_documents_are_one_line_errors(text: str, at: str) -> None:
+    out = problems(text)
+    assert out == [
+        f"inv.yaml:{at}: inventory: the file is empty; an inventory is a mapping with cluster, "
+        "frontends, pools and services (see inventories/minimal.yaml)"
+    ]
+
+
+def test_an_integer_too_long_to_convert_is_refused_at_its_field() -> None:
+    out = problems(BASE.replace("port: 8080", "port: " + "9" * 4301))
+    assert out == [
+        "inv.yaml:7:49: pools[0].servers[0].port: a 4301-digit number is out of range 1..65535"
+    ]
+
+
+def test_deep_nesting_is_refused_without_recursion() -> None:
+    out = problems(BASE + "deploy: {command: " + "[" * 2000 + "]" * 2000 + "}\n")
+    assert len(out) == 1 and out[0].startswith("inv.yaml:12:") and "YAML: " in out[0], out
+    out = problems(BASE + "deploy:\n" + "".join(" " * i + "x:\n" for i in range(1, 100)))
+    assert out == ["inv.yaml:76:65: YAML: nested more than 64 levels deep"]
+
+
+def test_aliases_are_refused_where_they_start() -> None:
+    laughs = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 10))
+    out = problems("l0: &l0 [lol]\n" + laughs)
+    assert out == ["inv.yaml:1:5: YAML: anchors (&l0) are not supported; write the values out"]
+    out = problems(BASE + "deploy: {command: *cmd}\n")
+    assert out == ["inv.yaml:12:19: YAML: aliases (*cmd) are not supported; write the value out"]
+
+
+def test_paths_too_long_for_the_file_system_are_refused() -> None:
+    long_name = "/etc/haproxy/" + "a" * 256 + ".cfg"
+    out = problems(
+        BASE.replace(
+            "address: 192.0.2.10}", f"address: 192.0.2.10, paths: {{config: {long_name}}}}}"
+        )
+    )
+    assert len(out) == 1 and "is 260 bytes long; file names hold at most 255" in out[0], out
+    deep = "/etc/haproxy/" + "/".join(["d" * 200] * 6)
+    out = problems(
+        BASE.replace("address: 192.0.2.10}", f"address: 192.0.2.10, paths: {{tls_dir: {deep}}}}}")
+    )
+    assert len(out) == 1 and "the limit is 1024" in out[0], out
+
+
+@pytest.mark.parametrize(
+    ("jump", "message"),
+    [
+        (
+            '"2001:db8::"',
+            "write an IPv6 jump host in brackets, e.g. [2001:db8::] or [2001:db8::]:22",
+        ),
+        ('"2001:db8::1"', "write an IPv6 jump host in brackets"),
+        ('"[2001:db8::1"', "is not a jump host"),
+        ('"[bastion]:22"', "[bastion] is not an IPv6 address"),
+        ('"bastion:99999"', "99999 is out of range 1..65535"),
+        ('"Root@bastion"', "'Root' is not a valid user name"),
+        ("unix", "never a socket"),
+    ],
+)
+def test_jump_hosts_are_host_port_with_ipv6_in_brackets(jump: str, message: str) -> None:
+    out = problems(
+        BASE.replace("cluster: t\n", f"cluster: t\ndefaults: {{ssh: {{jump: {jump}}}}}\n")
+    )
+    assert len(out) == 1 and out[0].startswith("inv.yaml:2:") and message in out[0], out
+
+
+@pytest.mark.parametrize(
+    "jump",
+    [
+        "[2001:db8::1]",
+        "[2001:db8::1]:2222",
+        "ops@[2001:db8::1]:22",
+        "bastion.example.com:2222",
+        "192.0.2.1",
+    ],
+)
+def test_jump_hosts_that_are_accepted(jump: str) -> None:
+    inv = parse(
+        BASE.replace("cluster: t\n", f"cluster: t\ndefaults: {{ssh: {{jump: '{jump}'}}}}\n"),
+        "inv.yaml",
+    )
+    assert inv.defaults.ssh.jump == jump
+
+
+def test_lone_surrogates_are_refused_in_any_text() -> None:
+    from clusterctl.model import checks as c
+
+    with pytest.raises(c.CheckFailed, match=r"lone surrogate U\+D800"):
+        c.argv()(["systemctl", "reload\ud800"])
+    out = problems(
+        BASE.replace(
+            "address: 192.0.2.10}", 'address: 192.0.2.10, reload: [systemctl, "r\\ud800"]}'
+        )
+    )
+    assert len(out) == 1 and out[0].startswith("inv.yaml:3:") and "lone surrogate" in out[0], out
+    out = problems(BASE.replace("cluster: t", "cluster: t\ud800"))
+    assert out == ["inv.yaml:1:11: YAML: U+D800 is a lone surrogate, not a character"]
+
+
+@pytest.mark.parametrize("cookie", ["SRV-ID", "__Host-SRV", "-SRV"])
+def test_sticky_cookies_nginx_cannot_read_are_refused(cookie: str) -> None:
+    out = problems(
+        BASE.replace("    servers:", f"    sticky: {{cookie: '{cookie}'}}\n    servers:")
+    )
+    assert len(out) == 1 and out[0].startswith("inv.yaml:6:22: pools[0].sticky.cookie: "), out
+    assert "nginx cannot read a cookie whose name holds '-'" in out[0]
+    assert repr(cookie.replace("-", "_")) in out[0]
+
+
+@pytest.mark.parametrize("address", ["unix", "UNIX", "unix:/run/app.sock", "unix:8080"])
+def test_an_address_is_never_a_socket(address: str) -> None:
+    out = problems(BASE.replace("address: 192.0.2.21", f"address: '{address}'"))
+    assert len(out) == 1 and out[0].startswith("inv.yaml:7:"), out
+    assert "never a socket" in out[0] or "not an IP address or host name" in out[0]
