@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from clusterctl.execute.endpoints import frontend_endpoints, server_endpoints
-from clusterctl.execute.ssh import quote
+from clusterctl.execute.ssh import SSHError, quote
 from clusterctl.model import parse
 
 INV = """\
@@ -70,3 +72,33 @@ def test_no_ssh_config_means_defaults(tmp_path: Path) -> None:
 def test_every_argument_is_quoted_for_the_remote_shell() -> None:
     hostile = ["sh", "-c", "echo $HOME; rm -rf /", "a'b", "$(id)", "x y"]
     assert quote(hostile) == ("sh -c 'echo $HOME; rm -rf /' 'a'\"'\"'b' '$(id)' 'x y'")
+
+
+def _with_jump(jump: str) -> str:
+    return INV.replace("jump: bastion.example.com", f"jump: '{jump}'")
+
+
+def test_ipv6_jump_hosts_are_bracketed_and_never_split_at_a_colon(tmp_path: Path) -> None:
+    for spec, want in [
+        ("[2001:db8::1]", ("2001:db8::1", "jumper", 22)),
+        ("[2001:db8::1]:2200", ("2001:db8::1", "jumper", 2200)),
+        ("gate@[2001:db8::]:2201", ("2001:db8::", "gate", 2201)),
+        ("gate@bastion.example.com:2202", ("bastion.example.com", "gate", 2202)),
+    ]:
+        inv = parse(_with_jump(spec), str(tmp_path / "inv.yaml"))
+        jump = frontend_endpoints(inv, ssh_config=tmp_path / "absent")["lb2"].jump
+        assert jump is not None
+        assert (jump.address, jump.user, jump.port) == want, spec
+
+
+def test_a_bad_proxyjump_in_ssh_config_is_a_one_line_error(tmp_path: Path) -> None:
+    # ~/.ssh/config is not validated with the inventory: its ProxyJump goes through the same
+    # parser, and a bare IPv6 address there is an SSHError (one line), not a ValueError.
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text("Host lb-alias\n    ProxyJump 2001:db8::\n")
+    inv = parse(INV, str(tmp_path / "inv.yaml"))
+    with pytest.raises(SSHError, match=r"^lb1: jump host: '2001:db8::': write an IPv6 jump host"):
+        frontend_endpoints(inv, ssh_config=cfg)
+    cfg.write_text("Host lb-alias\n    Port twenty-two\n")
+    with pytest.raises(SSHError, match="Port 'twenty-two' is not a port number"):
+        frontend_endpoints(inv, ssh_config=cfg)
