@@ -94,6 +94,8 @@ def render_frontend(inv: Inventory, fe: Frontend, root: str = "") -> HostFiles:
     view = driver.view(inv, fe, root)
     text = environment().get_template(driver.template).render(**view)
     files: HostFiles = {driver.paths(fe).config: File(text.encode())}
+    for path, template in driver.support_files(inv, fe).items():
+        files[path] = File(environment().get_template(template).render(**view).encode())
     files.update(driver.tls_files(inv, fe))
     return dict(sorted(files.items()))
 

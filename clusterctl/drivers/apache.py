@@ -6,6 +6,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from clusterctl.drivers.base import Driver, KindPaths
+from clusterctl.model.semantics import frontend_services
 
 if TYPE_CHECKING:
     from clusterctl.model.schema import Frontend, Inventory
@@ -30,6 +31,11 @@ class ApacheDriver(Driver):
         "/run/apache2.pid",
     )
     start = ("systemctl", "start", "apache2")
+
+    def support_files(self, inv: Inventory, fe: Frontend) -> dict[str, str]:
+        if not any(s.mode == "http" for s in frontend_services(inv, fe)):
+            return {}
+        return {self.body_limit_path(fe): "apache/body-limit.lua.j2"}
 
     def validate_argv(self, config: str, root: str = "") -> list[str]:
         return ["apache2", "-t", "-f", config]

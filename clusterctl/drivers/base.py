@@ -106,6 +106,14 @@ class Driver:
         """Folders the server expects to exist (created under the root when checking)."""
         return []
 
+    def support_files(self, inv: Inventory, fe: Frontend) -> dict[str, str]:
+        """Files the config loads besides itself: their path on the host -> their template."""
+        return {}
+
+    def body_limit_path(self, fe: Frontend) -> str:
+        """The Lua script that enforces max_body on bodies without a Content-Length."""
+        return self.paths(fe).config.rsplit("/", 1)[0] + "/clusterctl-body-limit.lua"
+
     def tls_paths(self, fe: Frontend, svc: Service) -> dict[str, str]:
         base = f"{self.paths(fe).tls_dir}/{svc.name}"
         return {"certificate": f"{base}.crt", "key": f"{base}.key"}
@@ -149,6 +157,7 @@ class Driver:
                 if s.tls
             },
             "profiles": TLS_PROFILES,
+            "body_limit_lua": root + self.body_limit_path(fe),
             "routes": {s.name: ordered_routes(s) for s in services},
             "seconds": seconds,
             "whole_seconds": whole_seconds,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from clusterctl.drivers.base import Driver, KindPaths
+from clusterctl.model.semantics import frontend_services
 
 if TYPE_CHECKING:
     from clusterctl.model.schema import Frontend, Inventory, Service
@@ -30,6 +31,11 @@ class HAProxyDriver(Driver):
         "/run/haproxy.pid",
     )
     start = ("systemctl", "start", "haproxy")
+
+    def support_files(self, inv: Inventory, fe: Frontend) -> dict[str, str]:
+        if not any(s.mode == "http" for s in frontend_services(inv, fe)):
+            return {}
+        return {self.body_limit_path(fe): "haproxy/body-limit.lua.j2"}
 
     def validate_argv(self, config: str, root: str = "") -> list[str]:
         # No -q: with it, haproxy -c is silent about the error too ("rejected the config: ").

@@ -19,7 +19,41 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-from clusterctl.lab.backend_app import read_body
+
+class IncompleteBody(Exception):
+    """The connection ended before the request body did: the request never fully arrived."""
+
+
+def read_body_strictly(headers: Any, rfile: Any) -> int:
+    """The body's length, read to its end (the last chunk, or all of Content-Length).
+
+    A body cut short, as a front end that aborts an upload leaves it, raises IncompleteBody:
+    such a request is not counted as delivered, as a real application would not act on it.
+    """
+    if headers.get("Transfer-Encoding", "").lower() == "chunked":
+        total = 0
+        while True:
+            line = rfile.readline(1024)
+            if not line.endswith(b"\n"):
+                raise IncompleteBody(f"after {total} bytes")
+            size = int(line.split(b";", 1)[0].strip(), 16)
+            if size == 0:
+                while (trailer := rfile.readline(1024)) not in (b"\r\n", b"\n"):
+                    if not trailer:
+                        raise IncompleteBody("in the trailers")
+                return total
+            data = rfile.read(size)
+            if len(data) < size or not rfile.readline(8).endswith(b"\n"):
+                raise IncompleteBody(f"after {total + len(data)} bytes")
+            total += size
+    length = int(headers.get("Content-Length") or 0)
+    remaining = length
+    while remaining > 0:
+        chunk = rfile.read(min(remaining, 65536))
+        if not chunk:
+            raise IncompleteBody(f"after {length - remaining} of {length} bytes")
+        remaining -= len(chunk)
+    return length
 
 
 class _Tracked:
@@ -76,11 +110,15 @@ class _Handler(BaseHTTPRequestHandler):
             super().finish()
 
     def _read_body(self) -> int:
-        return read_body(self.headers, self.rfile)
+        return read_body_strictly(self.headers, self.rfile)
 
     def _handle(self) -> None:
         b = self.server.backend
-        body_length = self._read_body()
+        try:
+            body_length = self._read_body()
+        except (IncompleteBody, ValueError):
+            self.close_connection = True  # no answer, no hit: nothing was delivered
+            return
         if self.path.split("?", 1)[0] == "/health":
             status, body, ctype = (
                 (200, b"ok\n", "text/plain") if b.healthy else (503, b"down\n", "text/plain")

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from clusterctl.model import load
 from clusterctl.model.schema import Inventory
@@ -216,3 +217,38 @@ def running_cluster(kind: str, workdir: Path) -> Iterator[Cluster]:
         if tcp is not None:
             tcp.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def running_clusters(workdir: Path, kinds: tuple[str, ...]) -> Iterator[dict[str, Cluster]]:
+    """`running_cluster` for each of `kinds` that is installed, side by side."""
+    from tests.helpers.frontends import have
+
+    with ExitStack() as stack:
+        yield {
+            kind: stack.enter_context(running_cluster(kind, workdir / kind))
+            for kind in kinds
+            if have(kind)
+        }
+
+
+def kinds_fixtures(tag: str, kinds: tuple[str, ...]) -> tuple[Any, Any]:
+    """Two fixtures for a test module: `clusters` (every installed kind of `kinds` running,
+    module-scoped) and `cluster` (parametrized over `kinds`, skipping one not installed).
+
+    In the module: ``clusters, cluster = kinds_fixtures("tls", KINDS)``.
+    """
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Cluster]]:
+        with running_clusters(tmp_path_factory.mktemp(tag), kinds) as out:
+            yield out
+
+    @pytest.fixture(params=kinds)
+    def cluster(request: pytest.FixtureRequest, clusters: dict[str, Cluster]) -> Cluster:
+        if request.param not in clusters:
+            pytest.skip(f"{request.param} is not installed (bash scripts/setup.sh installs it)")
+        return clusters[request.param]
+
+    return clusters, cluster

@@ -6,10 +6,12 @@ inventory's self-signed example.com certificate, so a front end serving the wron
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
 import ssl
+import threading
 import warnings
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
@@ -115,3 +117,48 @@ def request(
         return Reply(resp.status, resp.headers, raw, data)
     finally:
         conn.close()
+
+
+def chunked_post(
+    port: int,
+    path: str,
+    size: int,
+    *,
+    chunk: int = 16384,
+    host: str = "www.example.com",
+    timeout: float = 20.0,
+) -> tuple[int, dict[str, Any]]:
+    """POST `size` bytes with Transfer-Encoding: chunked over a raw socket: (status, JSON body).
+
+    The body is written from a thread while this one reads the answer, so a server that
+    answers (413) and closes before the body is all sent is still heard: the writer's broken
+    pipe is expected then, not a failure.
+    """
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+
+    def write() -> None:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        block = b"x" * chunk
+        with contextlib.suppress(OSError):
+            sock.sendall(head.encode())
+            sent = 0
+            while sent < size:
+                n = min(chunk, size - sent)
+                sock.sendall(b"%x\r\n" % n + block[:n] + b"\r\n")
+                sent += n
+            sock.sendall(b"0\r\n\r\n")
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    try:
+        resp = http.client.HTTPResponse(sock)
+        resp.begin()
+        raw = resp.read()
+    finally:
+        sock.close()
+        writer.join(timeout)
+    data = json.loads(raw) if resp.headers.get_content_type() == "application/json" else {}
+    return resp.status, data

@@ -12,8 +12,6 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack
 
 import pytest
 from sslyze.mozilla_tls_profile.tls_config_checker import (
@@ -27,8 +25,7 @@ from sslyze.scanner.models import ServerScanRequest, ServerScanResult
 from sslyze.scanner.scanner import Scanner
 from sslyze.server_setting import ServerNetworkLocation
 
-from tests.helpers.cluster import Cluster, running_cluster
-from tests.helpers.frontends import have
+from tests.helpers.cluster import Cluster, kinds_fixtures
 from tests.helpers.http import EXAMPLE_CERT, request, tls_context
 
 KINDS = ("haproxy", "nginx", "apache")
@@ -46,23 +43,7 @@ CERTIFICATE_FINDINGS = {
 }
 
 
-@pytest.fixture(scope="module")
-def clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Cluster]]:
-    """One running front end of each installed kind, for the whole module."""
-    with ExitStack() as stack:
-        out = {
-            kind: stack.enter_context(running_cluster(kind, tmp_path_factory.mktemp(f"tls-{kind}")))
-            for kind in KINDS
-            if have(kind)
-        }
-        yield out
-
-
-@pytest.fixture(params=KINDS)
-def cluster(request: pytest.FixtureRequest, clusters: dict[str, Cluster]) -> Cluster:
-    if request.param not in clusters:
-        pytest.skip(f"{request.param} is not installed (bash scripts/setup.sh installs it)")
-    return clusters[request.param]
+clusters, cluster = kinds_fixtures("tls", KINDS)
 
 
 @pytest.fixture(scope="module")
