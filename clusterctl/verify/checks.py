@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 
 from clusterctl.errors import ClusterctlError
+from clusterctl.facts import manifest_path
+from clusterctl.plan import prunable
 from clusterctl.verify.plugin import HOST_PROPERTY, RELEASE_PROPERTY, ROLE_PROPERTY
 from clusterctl.verify.targets import (
     SERVER_PROCESS,
@@ -220,6 +222,25 @@ def test_installed_file(
         problems = _file_problems(conn, name, rendered.files(name)[path])
     if problems:
         _fail(f"{name}: {path}: " + "; ".join(problems))
+
+
+def test_no_file_left_behind(frontend: str, conn: Connections, rendered: Rendered) -> None:
+    """No file an earlier apply installed (its manifest on the host) is still there once the
+    inventory stops rendering it (TLS turned off leaves no key behind)."""
+    fe = conn.targets.frontend(frontend)
+    with reach(frontend):
+        host = conn.frontend(frontend)
+        manifest = host.file(manifest_path(frontend))
+        listed = manifest.content_string.splitlines() if manifest.exists else []
+        wanted = rendered.files(frontend)
+        left = [
+            p for p in listed if p not in wanted and prunable(fe, p) and bool(host.file(p).exists)
+        ]
+    if left:
+        _fail(
+            f"{frontend}: installed by clusterctl and no longer rendered: {', '.join(left)} "
+            "(clusterctl apply removes them)"
+        )
 
 
 def test_haproxy_admin_socket_private(haproxy_frontend: str, conn: Connections) -> None:
