@@ -61,7 +61,9 @@ class _Walker:
             if not isinstance(key, str) or key not in fields:
                 # A key is printed as written only when it is plainly a name (one line, short).
                 shown = key if isinstance(key, str) and _PLAIN_KEY.fullmatch(key) else c.show(key)
-                near = difflib.get_close_matches(str(key), list(fields), n=1)
+                # Suggestions cost a comparison with every field: only while anyone reads them.
+                many = len(self.problems) > MAX_PROBLEMS
+                near = [] if many else difflib.get_close_matches(str(key), list(fields), n=1)
                 hint = f"; did you mean {near[0]!r}?" if near else ""
                 known = "" if near else f" (known: {', '.join(fields)})"
                 where = f"{path}.{shown}" if path else shown
@@ -116,6 +118,7 @@ class _Walker:
 _BAD = object()
 
 
+@functools.cache
 def _dataclass_in(hint: Any) -> type | None:
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         return hint
@@ -169,12 +172,27 @@ def parse(text: str, file: str) -> Inventory:
         )
     model: Inventory | None = walker.build(Inventory, doc, "", walker.pos(doc))
     if model is None:
-        raise InventoryError(walker.problems)
+        raise InventoryError(_first(walker.problems))
     files, file_problems = read_files(model, Path(file).parent)
     problems = walker.problems + file_problems + check_semantics(model)
     if problems:
-        raise InventoryError(problems)
+        raise InventoryError(_first(problems))
     return dataclasses.replace(model, files=files, source=file)
+
+
+MAX_PROBLEMS = 50
+
+
+def _first(problems: list[Problem]) -> list[Problem]:
+    """The first MAX_PROBLEMS problems in file order, and a line saying how many more there are
+    (a generated file can hold a hundred thousand: nobody reads past the first few)."""
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    ordered = sorted(problems, key=lambda p: (p.file, p.line, p.col, p.message))
+    rest = ordered[MAX_PROBLEMS]
+    more = len(problems) - MAX_PROBLEMS
+    note = f"inventory: {more} more problems from here on (fix the first {MAX_PROBLEMS} first)"
+    return [*ordered[:MAX_PROBLEMS], Problem(rest.file, rest.line, rest.col, note)]
 
 
 # An inventory of a thousand servers is under 100 KiB; a bound keeps any file's load quick.

@@ -201,19 +201,22 @@ def _check_pool_modes(inv: Inventory, r: _Report) -> None:
 
 
 def _check_ports(inv: Inventory, r: _Report) -> None:
-    seen: list[tuple[str, int, str]] = []
+    # Per port, who listens on which address: one look-up per listener, whatever their number.
+    seen: dict[int, dict[str, str]] = {}
     for si, svc in enumerate(inv.services):
         for li, ln in enumerate(svc.listen):
-            for addr, port, owner in seen:
-                if port == ln.port and (addr == ln.address or "*" in (addr, ln.address)):
-                    r.add(
-                        ln,
-                        "port",
-                        f"services[{si}].listen[{li}].port",
-                        f"port {ln.port} is already used by service {owner!r}",
-                    )
-                    break
-            seen.append((ln.address, ln.port, svc.name))
+            owners = seen.setdefault(ln.port, {})
+            owner = owners.get(ln.address) or owners.get("*")
+            if owner is None and ln.address == "*" and owners:
+                owner = next(iter(owners.values()))
+            if owner is not None:
+                r.add(
+                    ln,
+                    "port",
+                    f"services[{si}].listen[{li}].port",
+                    f"port {ln.port} is already used by service {owner!r}",
+                )
+            owners.setdefault(ln.address, svc.name)
 
 
 def own_paths(kind: str) -> tuple[str, ...]:

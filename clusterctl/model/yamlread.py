@@ -108,23 +108,28 @@ def read(text: str) -> Any:
     documents = 0
     try:
         for event in yaml.parse(text, Loader=_Loader):
-            mark = event.start_mark
-            at = (mark.line + 1, mark.column + 1)
-            if isinstance(event, yaml.DocumentStartEvent):
-                documents += 1
-                if documents > 1:
-                    raise YAMLRefused(*at, "one inventory per file: found a second document")
-                continue
-            if isinstance(event, yaml.AliasEvent):
-                raise YAMLRefused(
-                    *at, f"aliases (*{event.anchor}) are not supported; write the value out"
-                )
-            if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            kind = type(event)
+            if kind in _ENDS:
                 stack.pop()
                 key.pop()
                 continue
-            if not isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent)):
+            if kind not in _NODES:
+                if kind is yaml.DocumentStartEvent:
+                    documents += 1
+                    if documents > 1:
+                        mark = event.start_mark
+                        raise YAMLRefused(
+                            mark.line + 1,
+                            mark.column + 1,
+                            "one inventory per file: found a second document",
+                        )
                 continue
+            mark = event.start_mark
+            at = (mark.line + 1, mark.column + 1)
+            if kind is yaml.AliasEvent:
+                raise YAMLRefused(
+                    *at, f"aliases (*{event.anchor}) are not supported; write the value out"
+                )
             if event.anchor is not None:
                 raise YAMLRefused(
                     *at, f"anchors (&{event.anchor}) are not supported; write the values out"
@@ -132,18 +137,18 @@ def read(text: str) -> Any:
             if event.tag is not None and event.tag != "!":
                 raise YAMLRefused(*at, f"tags ({_short(event.tag)}) are not supported")
             value: Any
-            if isinstance(event, yaml.MappingStartEvent):
-                value = Map(at)
-            elif isinstance(event, yaml.SequenceStartEvent):
-                value = Seq(at)
-            elif not event.style and event.implicit[0]:  # plain: C gives "", Python None
-                value = _scalar(event.value)
+            if kind is yaml.ScalarEvent:
+                # Plain (unquoted) scalars are typed; the C parser gives style "", Python None.
+                value = (
+                    _scalar(event.value) if not event.style and event.implicit[0] else event.value
+                )
             else:
-                value = event.value
-            _attach(root if not stack else stack[-1], key, value, at)
-            if not stack and isinstance(root, Empty):
+                value = Map(at) if kind is yaml.MappingStartEvent else Seq(at)
+            if stack:
+                _attach(stack[-1], key, value, at)
+            elif isinstance(root, Empty):
                 root = Empty(at) if value is None else value
-            if isinstance(value, (Map, Seq)):
+            if kind is not yaml.ScalarEvent:
                 if len(stack) >= MAX_DEPTH:
                     raise YAMLRefused(*at, f"nested more than {MAX_DEPTH} levels deep")
                 stack.append(value)
@@ -167,6 +172,11 @@ def read(text: str) -> Any:
 
 
 _NO_KEY = object()
+_ENDS = frozenset({yaml.MappingEndEvent, yaml.SequenceEndEvent})
+# Alias events are "nodes" here only to be refused where they stand.
+_NODES = frozenset(
+    {yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent, yaml.AliasEvent}
+)
 
 
 def _attach(parent: Any, key: list[Any], value: Any, at: tuple[int, int]) -> None:
