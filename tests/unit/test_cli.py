@@ -57,7 +57,7 @@ def test_validate_ok_and_bad(tmp_path: Path) -> None:
     assert res.returncode == 1
     lines = res.stderr.strip().splitlines()
     assert lines == [
-        f"{bad}:36:11: frontends[1].kind: 'ngnix' is not one of haproxy, nginx, apache; did you mean 'nginx'?"
+        f"{bad}:40:11: frontends[1].kind: 'ngnix' is not one of haproxy, nginx, apache; did you mean 'nginx'?"
     ]
     assert "Traceback" not in res.stderr + res.stdout
 
@@ -120,7 +120,7 @@ def test_invalid_inventory_renders_nothing(tmp_path: Path) -> None:
     res = cli("render", "-i", str(bad), "-o", str(tmp_path / "out"))
     assert (
         res.returncode == 1
-        and f"{bad}:76:15: pools[0].servers[0].port: 80800 is out of range" in res.stderr
+        and f"{bad}:81:15: pools[0].servers[0].port: 80800 is out of range" in res.stderr
     )
     assert not (tmp_path / "out").exists()
 
