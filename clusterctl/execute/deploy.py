@@ -66,13 +66,14 @@ MAX_ARTIFACT = 512 * 1024 * 1024
 
 
 def _artifact(deploy: Deploy, version: str, base: Path) -> bytes:
-    from clusterctl.model.checks import is_system_path
-    from clusterctl.model.loader import resolve_local
+    from clusterctl.model.localfiles import artifact_problem, resolve_local
 
     assert deploy.release is not None
     path = resolve_local(deploy.release.artifact.replace("{version}", version), base).resolve()
-    if is_system_path(str(path)):
-        raise StepFailed("deploy", f"artifact {path} is a system file; clusterctl will not read it")
+    # Validation saw only the pattern; the version fills it in now (and could hold ../).
+    why = artifact_problem(path)
+    if why:
+        raise StepFailed("deploy", f"artifact {path} {why}")
     try:
         if path.stat().st_size > MAX_ARTIFACT:
             raise StepFailed("deploy", f"artifact {path} is larger than 512 MiB")

@@ -48,11 +48,13 @@ def shipping_problem(real: Path, head: bytes) -> str | None:
 def artifact_problem(local: Path) -> str | None:
     """Why a release artifact must not be shipped, or None (rollout checks it again)."""
     real = local.resolve()
+    if real.exists() and not real.is_file():
+        return f"leads to {real}, which is not a regular file"
     try:
         with real.open("rb") as fh:
-            head = fh.read(_HEAD) if real.is_file() else b""
+            head = fh.read(_HEAD)
     except OSError:
-        head = b""
+        head = b""  # missing or unreadable: the reader says so in its own words
     why = shipping_problem(real, head)
     if why is None and b"PRIVATE KEY-----" in head:
         why = "holds a private key, not a release"

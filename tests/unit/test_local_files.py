@@ -85,7 +85,9 @@ def test_a_key_of_another_certificate_is_refused_at_the_key(tmp_path: Path) -> N
     crt, _ = write_pair(tmp_path / "a")
     _, other = write_pair(tmp_path / "b")
     out = problems(tmp_path, crt, other)
-    assert out == [f"{KEY_AT}{rel(other, tmp_path)} does not match the certificate (its public key is another)"]
+    assert out == [
+        f"{KEY_AT}{rel(other, tmp_path)} does not match the certificate (its public key is another)"
+    ]
 
 
 def test_an_openssh_private_key_is_refused(tmp_path: Path) -> None:
@@ -99,7 +101,9 @@ def test_an_openssh_private_key_is_refused(tmp_path: Path) -> None:
         )
     )
     out = problems(tmp_path, crt, ssh_key)
-    assert out == [f"{KEY_AT}{rel(ssh_key, tmp_path)}: is an SSH private key; clusterctl will not ship it"]
+    assert out == [
+        f"{KEY_AT}{rel(ssh_key, tmp_path)}: is an SSH private key; clusterctl will not ship it"
+    ]
 
 
 def test_a_file_under_a_ssh_folder_is_refused_even_through_a_link(tmp_path: Path) -> None:
@@ -109,7 +113,9 @@ def test_a_file_under_a_ssh_folder_is_refused_even_through_a_link(tmp_path: Path
     (tmp_path / "innocent.key").symlink_to(key)
     (tmp_path / "innocent.crt").symlink_to(crt)
     out = problems(tmp_path, "innocent.crt", "innocent.key")
-    assert out[1].startswith(f"{KEY_AT}innocent.key: leads to {rel(key, tmp_path)}, which lies under a .ssh")
+    assert out[1].startswith(
+        f"{KEY_AT}innocent.key: leads to {rel(key, tmp_path)}, which lies under a .ssh"
+    )
 
 
 def test_a_file_in_a_lab_state_folder_is_refused(
@@ -149,7 +155,9 @@ def test_an_encrypted_key_or_a_key_in_the_certificate_is_refused(tmp_path: Path)
     both = tmp_path / "both.pem"
     both.write_bytes(crt.read_bytes() + key.read_bytes())
     out = problems(tmp_path, both, key)
-    assert out == [f"inv.yaml:9:20: services[0].tls.certificate: {rel(both, tmp_path)} holds a private key"]
+    assert out == [
+        f"inv.yaml:9:20: services[0].tls.certificate: {rel(both, tmp_path)} holds a private key"
+    ]
 
 
 RELEASE = """\
@@ -229,3 +237,22 @@ def test_connecting_refuses_an_unbounded_known_hosts(tmp_path: Path) -> None:
     ep = Endpoint(name="lb1", address="127.0.0.1", port=9, identity=str(fifo))
     with pytest.raises(SSHError, match=r"lb1: cannot read identity: .* regular file"):
         Remote.connect(ep)
+
+
+def test_rollout_checks_the_artifact_once_the_version_fills_it_in(tmp_path: Path) -> None:
+    # Validation saw only the pattern; the --version (here one holding a path) fills it in.
+    from clusterctl.execute.deploy import StepFailed, _artifact
+    from clusterctl.model.schema import Deploy, Release
+
+    (tmp_path / "build").mkdir()
+    (tmp_path / "build" / "app-1.0.tar.gz").write_bytes(b"\x1f\x8b\x08\x00release")
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id").write_bytes(b"-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    os.mkfifo(tmp_path / "build" / "app-fifo.tar.gz")
+    release = Release(root="/srv/app", artifact="build/app-{version}.tar.gz", restart=("x",))
+    deploy = Deploy(release=release)
+    assert _artifact(deploy, "1.0", tmp_path) == b"\x1f\x8b\x08\x00release"
+    with pytest.raises(StepFailed, match=r"lies under a \.ssh folder"):
+        _artifact(deploy, "../.ssh/id", tmp_path)
+    with pytest.raises(StepFailed, match="not a regular file"):
+        _artifact(deploy, "fifo", tmp_path)
