@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from clusterctl.drivers.base import Driver, KindPaths
-from clusterctl.model.semantics import frontend_services
+from clusterctl.model.semantics import frontend_services, service_pools
 
 if TYPE_CHECKING:
     from clusterctl.model.schema import Frontend, Inventory, Service
@@ -70,6 +70,13 @@ class HAProxyDriver(Driver):
 
     def view(self, inv: Inventory, fe: Frontend, root: str) -> dict[str, Any]:
         v = super().view(inv, fe, root)
+        # The sticky cookies each service's own pools set, to be marked Secure over TLS.
+        v["secure_cookies"] = {
+            svc.name: sorted(
+                {p.sticky.cookie for p in service_pools(inv, svc) if p.sticky and svc.tls}
+            )
+            for svc in v["services"]
+        }
         v["pool_mode"] = {
             p.name: svc.mode
             for svc in v["services"]

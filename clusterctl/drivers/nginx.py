@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from clusterctl.drivers.base import Driver, KindPaths
+from clusterctl.drivers.nginx_sticky import sticky_plan
 from clusterctl.model.versions import NGINX_STICKY_COOKIE
 
 if TYPE_CHECKING:
@@ -59,6 +60,11 @@ class NginxDriver(Driver):
     def view(self, inv: Inventory, fe: Frontend, root: str) -> dict[str, Any]:
         v = super().view(inv, fe, root)
         v["sticky_cookie"] = v["version"] >= NGINX_STICKY_COOKIE
+        v["sticky_plans"] = {
+            pool.name: sticky_plan(pool, i)
+            for i, pool in enumerate(v["pools"], 1)
+            if pool.sticky and not v["sticky_cookie"]
+        }
         # Host-specific routes get a server block each; routes without a host apply in all.
         hosts: dict[str, list[Any]] = {}
         for svc in v["services"]:
