@@ -164,14 +164,15 @@ for spec in "$@"; do
 done
 """
 
-# $1 manifest, $2 backup root, $3 pending marker, then every path now installed: the apply is
-# confirmed, so the manifest records them, the backup (old private keys among its files) goes,
-# and the marker last: a kill before it only makes the next run confirm again.
+# $1 manifest, $2 backup root, $3 staging root, $4 pending marker, then every path now
+# installed: the apply is confirmed, so the manifest records them, the backup and whatever a
+# killed run left staged (old and new private keys among them) go, and the marker last: a kill
+# before it only makes the next run confirm again.
 _CONFIRM = r"""set -e
-m=$1; b=$2; p=$3; shift 3
+m=$1; b=$2; s=$3; p=$4; shift 4
 mkdir -p -- "$(dirname -- "$m")"
 (umask 077 && printf '%s\n' "$@" > "$m.tmp") && mv -f -- "$m.tmp" "$m"
-rm -rf -- "$b"
+rm -rf -- "$b" "$s"
 rm -f -- "$p"
 """
 
@@ -309,6 +310,7 @@ def _confirm(remote: Remote, fe: Frontend, plan: HostPlan) -> None:
         _CONFIRM,
         manifest_path(fe.name),
         backup_dir(fe),
+        stage_dir(fe),
         pending_path(fe.name),
         *installed,
         step="confirm",

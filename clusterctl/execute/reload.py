@@ -20,8 +20,8 @@ from clusterctl.execute.steps import PATH, StepFailed, check
 from clusterctl.model.schema import Frontend
 
 # Where each kind writes what goes wrong at a reload. "-" is the master's own standard error,
-# wherever it points (a log file; the journal's socket under systemd is not a file and is
-# skipped): HAProxy's master writes its reload ALERTs there and nowhere else.
+# wherever it points: a log file, or the journal (systemd's -Ws unit), read with journalctl.
+# HAProxy's master writes its reload ALERTs there and nowhere else.
 SERVER_LOG = {
     "haproxy": "-",
     "nginx": "/var/log/nginx/error.log",
@@ -34,22 +34,38 @@ _FAILED_RX = {
 }
 _WORDS_RX = re.compile(r"ALERT|\[emerg\]|\[alert\]|:emerg\]|:alert\]|\[crit\]|:crit\]|\[error\]")
 
-# $1 pid file; $2 log file or "-" (the master's stderr); $3 offset in the log or "-".
-# The master's pid, its children (the workers), the log's size and path, its new lines.
+# $1 pid file; $2 log: a file, "-" (the master's stderr) or "journal:PID:SINCE" as an earlier
+# call named it; $3 offset in the log or "-". The master's pid, its children (the workers),
+# the log's size and name, and what it gained since the offset.
 _WATCH = r"""pid=$(head -n 1 -- "$1" 2>/dev/null | tr -dc 0-9)
 log=$2
 if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
   printf 'MASTER %s\n' "$pid"
   awk -v p="$pid" '$4 == p {print "CHILD", $1}' /proc/[0-9]*/stat 2>/dev/null
-  [ "$log" = - ] && log=$(readlink -- "/proc/$pid/fd/2" 2>/dev/null)
-fi
-if [ "$log" != - ] && [ -f "$log" ]; then
-  size=$(stat -c %s -- "$log")
-  printf 'LOG %s %s\n' "$size" "$log"
-  if [ "$3" != - ] && [ "$size" -gt "$3" ]; then
-    tail -c +$(($3 + 1)) -- "$log" | head -c 16384 | sed 's/^/TEXT /'
+  if [ "$log" = - ]; then
+    log=$(readlink -- "/proc/$pid/fd/2" 2>/dev/null)
+    case $log in
+    socket:*) command -v journalctl >/dev/null 2>&1 && log="journal:$pid:$(date +%s)" ;;
+    esac
   fi
 fi
+case $log in
+journal:*)
+  j=${log#journal:}
+  out=$(journalctl -q -o cat "_PID=${j%%:*}" --since "@${j#*:}" 2>/dev/null | head -c 65536)
+  printf 'LOG %s %s\n' "$(printf '%s' "$out" | wc -c)" "$log"
+  if [ "$3" != - ]; then
+    printf '%s' "$out" | tail -c +$(($3 + 1)) | head -c 16384 | sed 's/^/TEXT /'
+  fi ;;
+/*)
+  if [ -f "$log" ]; then
+    size=$(stat -c %s -- "$log")
+    printf 'LOG %s %s\n' "$size" "$log"
+    if [ "$3" != - ] && [ "$size" -gt "$3" ]; then
+      tail -c +$(($3 + 1)) -- "$log" | head -c 16384 | sed 's/^/TEXT /'
+    fi
+  fi ;;
+esac
 """
 
 
@@ -154,8 +170,10 @@ def reload_and_confirm(
 
     def failed(why: str) -> StepFailed:
         words = [w for w in (port_conflicts(remote, ports), _log_words(text)) if w]
+        waited = time.monotonic() - started
         return StepFailed(
-            "reload", f"{why} after {quote(argv)}{': ' if words else ''}{'; '.join(words)}"
+            "reload",
+            f"{why} {waited:.1f} s after {quote(argv)}{': ' if words else ''}{'; '.join(words)}",
         )
 
     while True:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pty
+import re
 import select
 import time
 from collections.abc import Iterator
@@ -195,8 +196,15 @@ def test_a_reload_that_fails_after_the_preflight_is_rolled_back_at_once(
     for fe in lab.frontends:
         wait_serving(fe.address)
     back = {h: float(w.rsplit("serving ", 1)[1].split(" s later")[0]) for h, w in words.items()}
+    told = {}
+    for h, w in words.items():
+        m = re.search(r"(\d+\.\d) s after ", w)
+        assert m, w
+        told[h] = float(m.group(1))
     print(
-        "\nreload failed after the preflight; previous config serving again after: "
+        "\nreload failed after the preflight; failure reported (with the server's words) after: "
+        + ", ".join(f"{h} {s:.1f}s" for h, s in told.items())
+        + "; previous config serving again after: "
         + ", ".join(f"{h} {s:.1f}s" for h, s in back.items())
         + "; load during it: "
         + ", ".join(f"{n} {r.requests} requests, {r.failed} failed" for n, r in reports.items())
