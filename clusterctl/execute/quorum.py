@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -27,11 +27,12 @@ from typing import TypeVar
 from clusterctl.errors import ClusterctlError
 from clusterctl.execute import lock as lk
 from clusterctl.execute.endpoints import frontend_endpoints, server_endpoints
-from clusterctl.execute.ssh import Endpoint, Remote
+from clusterctl.execute.ssh import Endpoint, Remote, SSHError
 from clusterctl.model.schema import Inventory
 
 T = TypeVar("T")
 TIE_GRACE = 5.0  # how long the first in line waits for the others to let go
+OP_TIMEOUT = 8.0  # one lock step on one host: a script that waits at most 5 s for the guard
 
 
 def is_quorum(count: int, total: int, with_tiebreaker: bool) -> bool:
@@ -114,11 +115,27 @@ class Sessions:
     def each(
         self, names: Iterable[str], fn: Callable[[Remote], T]
     ) -> dict[str, T | ClusterctlError]:
+        """fn on each host at once. A host that does not answer within OP_TIMEOUT (its link
+        died under an open session, which TCP would notice only after minutes) is an error,
+        and its session is closed, which ends the call stuck on it."""
         todo = list(names)
         if not todo:
             return {}
-        with ThreadPoolExecutor(max_workers=min(16, len(todo))) as pool:
-            return dict(zip(todo, pool.map(lambda n: self._one(n, fn), todo), strict=True))
+        pool = ThreadPoolExecutor(max_workers=min(16, len(todo)))
+        futures = {n: pool.submit(self._one, n, fn) for n in todo}
+        done, _ = wait(futures.values(), timeout=OP_TIMEOUT)
+        pool.shutdown(wait=False)
+        out: dict[str, T | ClusterctlError] = {}
+        for name, future in futures.items():
+            if future in done:
+                out[name] = future.result()
+                continue
+            with self._guard:
+                stuck = self._open.pop(name, None)
+            if stuck is not None:
+                stuck.close()
+            out[name] = SSHError(f"{name}: no answer within {OP_TIMEOUT:.0f}s")
+        return out
 
     def close(self) -> None:
         with self._guard:
@@ -230,6 +247,13 @@ class ClusterLock:
         while True:
             self.taken |= {h for h, v in views.items() if v.state == "ours"}
             if self.voters.has_quorum(self.taken):
+                broken = [v for v in views.values() if v.state in ("error", "writefail")]
+                if broken:  # held, but with less margin than it should have: say so
+                    self.notify(
+                        f"warning: the cluster lock holds on {len(self.taken)} of "
+                        f"{self.voters.total} hosts; "
+                        + "; ".join(named(v.host, v.detail) for v in broken)
+                    )
                 now = time.monotonic()
                 self._renewed = dict.fromkeys(self.taken, now)
                 self._thread = threading.Thread(target=self._renew_loop, daemon=True)
@@ -313,78 +337,3 @@ class ClusterLock:
 
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-# -- looking and breaking by hand -----------------------------------------------------------
-
-
-def survey(vs: Voters, sessions: Sessions) -> dict[str, lk.HostView]:
-    return views_of(sessions.each(vs.endpoints, lk.look))
-
-
-def report_lines(
-    views: Mapping[str, lk.HostView], vs: Voters, inventory: str, me: lk.Machine
-) -> list[str]:
-    """`lock show`: every lock seen, on which hosts, whether it is stale, how to break it; a
-    lock dir without a readable record counts as held."""
-    lines = []
-    for lock_id, (info, hosts) in holders(views).items():
-        line = f"cluster lock: {info.describe()}, on {len(hosts)} of {vs.total} hosts ({', '.join(hosts)})"
-        ages = [views[h].age for h in hosts]
-        stale = lk.stale_reason(info, ages, me)
-        if stale is not None:
-            line += f"; stale: {stale[0]}, the next command takes it over"
-        elif info.lease:
-            line += f"; lease {info.lease:.0f}s, renewed {min(ages):.0f}s ago"
-        lines.append(f"{line}; to break it: {break_command(inventory, lock_id)}")
-    blank = [h for h, v in views.items() if v.state == "unrecorded"]
-    if blank:
-        lines.append(
-            f"cluster lock: held on {', '.join(blank)} by a lock with no readable record "
-            f"({lk.LOCK_DIR}); if no clusterctl runs, break it with: "
-            f"{break_command(inventory, '--no-record')}"
-        )
-    bad = [v for v in views.values() if v.state not in ("held", "ours", "unrecorded", "free")]
-    if not lines:
-        lines.append(
-            f"cluster lock: free on the {vs.total - len(bad)} of {vs.total} hosts that answered "
-            f"(a command needs {need_text(vs.total)})"
-            if bad
-            else "cluster lock: free"
-        )
-    return lines + [f"  {named(v.host, v.detail)}" for v in bad]
-
-
-def break_lock(vs: Voters, sessions: Sessions, inventory: str, lock_id: str | None) -> list[str]:
-    """Remove the lock with this id (or, with None, every lock dir without a readable record)
-    from each host that has it; only that one, so a lock taken meanwhile stays."""
-    views = survey(vs, sessions)
-    me = lk.this_machine()
-    if lock_id is None:
-        raw = {h: v.raw for h, v in views.items() if v.state == "unrecorded"}
-        what = "the lock with no readable record"
-        if not raw:
-            shown = "; ".join(report_lines(views, vs, inventory, me))
-            raise ClusterctlError(f"no host has a lock without a readable record ({shown})")
-        got = sessions.each(raw, lambda r: lk.break_unrecorded(r, raw[r.ep.name]))
-    else:
-        targets = [h for h, v in views.items() if v.info is not None and v.info.id == lock_id]
-        what = f"lock {lock_id}"
-        if not targets:
-            shown = "; ".join(report_lines(views, vs, inventory, me))
-            raise ClusterctlError(f"the cluster lock does not have id {lock_id} ({shown})")
-        got = sessions.each(targets, lambda r: lk.release_view(r, lock_id))
-    done = [h for h, v in views_of(got).items() if v.state in ("released", "free")]
-    failed = [v for v in views_of(got).values() if v.state not in ("released", "free")]
-    if failed:
-        raise ClusterctlError(
-            f"{what} broken on {', '.join(done) or 'no host'} but not on "
-            + "; ".join(named(v.host, v.detail or f"now {v.state}") for v in failed)
-            + "; run the same command again"
-        )
-    lines = [f"{what} broken on {len(done)} of {vs.total} hosts ({', '.join(done)})"]
-    silent = [v for v in views.values() if v.state == "error"]
-    if silent:
-        lines.append("  not checked, run this again once they answer:")
-        lines += [f"  {named(v.host, v.detail)}" for v in silent]
-    return lines

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from clusterctl.errors import ClusterctlError
 from clusterctl.execute import lock as lockmod
-from clusterctl.execute import quorum
+from clusterctl.execute import lockreport, quorum
 from clusterctl.execute.apply import HostResult, StepFailed, apply_host
 from clusterctl.execute.endpoints import frontend_endpoints
 from clusterctl.execute.ssh import Endpoint, Remote
@@ -75,10 +75,10 @@ def show_lock(inv: Inventory, ssh_config: Path | None = None) -> list[str]:
     vs = quorum.voters(inv, ssh_config)
     sessions = quorum.Sessions(vs.endpoints)
     try:
-        views = quorum.survey(vs, sessions)
+        views = lockreport.survey(vs, sessions)
     finally:
         sessions.close()
-    lines = quorum.report_lines(views, vs, _inventory_path(inv), lockmod.this_machine())
+    lines = lockreport.report_lines(views, vs, _inventory_path(inv), lockmod.this_machine())
     if not vs.has_quorum([h for h, v in views.items() if v.state != "error"]):
         # Too few answers to know whether anyone holds it: an error, not "free".
         raise ClusterctlError("cannot tell who holds the cluster lock: " + "; ".join(lines))
@@ -90,7 +90,7 @@ def break_lock(inv: Inventory, lock_id: str | None, ssh_config: Path | None = No
     vs = quorum.voters(inv, ssh_config)
     sessions = quorum.Sessions(vs.endpoints)
     try:
-        return quorum.break_lock(vs, sessions, _inventory_path(inv), lock_id)
+        return lockreport.break_lock(vs, sessions, _inventory_path(inv), lock_id)
     finally:
         sessions.close()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import subprocess
 import threading
 import time
@@ -370,8 +371,12 @@ def test_the_lock_is_taken_on_every_host_and_given_back(hosts: Hosts) -> None:
 def test_any_one_host_down_the_lock_still_works(hosts: Hosts) -> None:
     for down in NAMES:
         hosts.down = {down}
-        held, _ = take(hosts)
+        held, said = take(hosts)
         assert held.taken == set(NAMES) - {down}
+        assert said == [
+            "warning: the cluster lock holds on 4 of 5 hosts; "
+            f"{down}: cannot reach 192.0.2.1:22: [Errno 113] No route to host"
+        ]
         assert held.release() is None
 
 
@@ -416,7 +421,7 @@ def test_lock_wait_waits_for_the_holder(hosts: Hosts) -> None:
     t.start()
     held, _ = take(hosts, wait=20)
     t.join()
-    assert held.taken == set(NAMES)
+    assert hosts.voters.has_quorum(held.taken)
     assert held.release() is None
 
 
@@ -438,7 +443,9 @@ def test_an_expired_lease_is_taken_over_an_unexpired_one_is_not(hosts: Hosts) ->
     gone = foreign(lease=5)
     hosts.plant(gone, NAMES, age=20)
     held, said = take(hosts)
-    assert len(said) == 1 and "its lease of 5s ran out 15s ago without a renewal" in said[0]
+    assert len(said) == 1 and re.search(
+        r"its lease of 5s ran out 1[56]s ago without a renewal", said[0]
+    )
     assert held.release() is None
     fresh = foreign(lease=5, lock_id="a1ce0000b0b1")
     hosts.plant(fresh, NAMES[:3], age=20)
@@ -591,7 +598,9 @@ def test_show_and_break_every_kind_of_lock(hosts: Hosts, inv_path: Path, dead: l
     hosts.down = {"lb3"}
     lines = runner.show_lock(inv)
     assert lines[0].startswith(f"cluster lock: {alice.describe()[:40]}")
-    assert ", on 2 of 5 hosts (lb1, lb2); lease 60s, renewed 0s ago; to break it: " in lines[0]
+    assert re.search(
+        r", on 2 of 5 hosts \(lb1, lb2\); lease 60s, renewed \ds ago; to break it: ", lines[0]
+    )
     assert lines[0].endswith(f"clusterctl lock break -i '{inv_path}' {alice.id}")
     assert "stale: its process" in lines[1] and "the next command takes it over" in lines[1]
     assert lines[2] == (
