@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from clusterctl.drivers import driver_for
 from clusterctl.execute.ssh import Remote, quote
 from clusterctl.execute.steps import PATH, StepFailed, check
+from clusterctl.facts import parse_socket
 from clusterctl.model.schema import Frontend
 
 # Where each kind writes what goes wrong at a reload. "-" is the master's own standard error,
@@ -117,7 +118,6 @@ def _log_words(lines: list[str]) -> str:
 
 
 _SERVER_PROCESSES = frozenset({"haproxy", "nginx", "apache2", "httpd"})
-_SS_USER = re.compile(r'\("([^"]*)",pid=(\d+)')
 
 
 def port_conflicts(remote: Remote, ports: frozenset[int]) -> str:
@@ -127,16 +127,12 @@ def port_conflicts(remote: Remote, ports: frozenset[int]) -> str:
     res = remote.sh(PATH + "ss -Htlnp 2>/dev/null", step="reload")
     found: list[str] = []
     for line in res.out.splitlines():
-        fields = line.split()
-        if len(fields) < 4:
+        sock = parse_socket(line.split()[3:])
+        if sock is None or sock.port not in ports:
             continue
-        local = fields[3]
-        port = local.rpartition(":")[2]
-        if not port.isdigit() or int(port) not in ports:
-            continue
-        others = [f"{n} (pid {p})" for n, p in _SS_USER.findall(line) if n not in _SERVER_PROCESSES]
+        others = sorted({f"{n} (pid {p})" for n, p in sock.users if n not in _SERVER_PROCESSES})
         if others:
-            found.append(f"{local} is already in use by {', '.join(sorted(set(others)))}")
+            found.append(f"{sock.address}:{sock.port} is already in use by {', '.join(others)}")
     return "; ".join(sorted(set(found)))
 
 
