@@ -120,7 +120,7 @@ def test_invalid_inventory_renders_nothing(tmp_path: Path) -> None:
     res = cli("render", "-i", str(bad), "-o", str(tmp_path / "out"))
     assert (
         res.returncode == 1
-        and f"{bad}:81:15: pools[0].servers[0].port: 80800 is out of range" in res.stderr
+        and f"{bad}:83:15: pools[0].servers[0].port: 80800 is out of range" in res.stderr
     )
     assert not (tmp_path / "out").exists()
 
