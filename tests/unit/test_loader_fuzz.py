@@ -13,6 +13,7 @@ import re
 import resource
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -253,3 +254,74 @@ def test_every_example_inventory_still_loads(tmp_path: Path) -> None:
     assert isinstance(got, Inventory), str(got)[:500]
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown < 200 * 1024, f"loading 1 MB grew the process by {grown} KiB"
+
+
+HOSTILE_VALUES: list[object] = [
+    None,
+    True,
+    0,
+    -1,
+    2**63,
+    10**200,
+    1.5,
+    float("inf"),
+    float("nan"),
+    "",
+    " ",
+    "x" * 5000,
+    "a\nb",
+    "\u202e",
+    "../../etc/passwd",
+    "/etc/shadow",
+    "unix",
+    "2001:db8::",
+    "[::1]:22",
+    "*",
+    "{version}",
+    "SRV-ID",
+    "0s",
+    "99999999999d",
+    "1g",
+    [],
+    [None],
+    ["a", 1],
+    {},
+    {"a": 1},
+    {"name": None},
+]
+
+
+def _leaves(node: object, path: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    out: list[tuple[object, ...]] = [path] if path else []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _leaves(v, (*path, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _leaves(v, (*path, i))
+    return out
+
+
+def test_any_value_in_any_field_is_a_model_or_a_one_line_error(tmp_path: Path) -> None:
+    # Type confusion through the whole schema: each round swaps a few values (or whole
+    # sub-trees) of the reference inventory for hostile ones, then loads the result.
+    import copy
+
+    import yaml
+
+    (tmp_path / "files").symlink_to(REPO / "inventories" / "files")
+    reference = yaml.safe_load(FULL)
+    spots = _leaves(reference)
+    rng = random.Random(13)
+    for _ in range(250):
+        doc = copy.deepcopy(reference)
+        for _ in range(rng.randint(1, 3)):
+            path = rng.choice(spots)
+            parent: Any = doc
+            try:
+                for step in path[:-1]:
+                    parent = parent[step]
+                parent[path[-1]] = copy.deepcopy(rng.choice(HOSTILE_VALUES))
+            except (KeyError, IndexError, TypeError):
+                continue  # an earlier swap replaced the way there
+        outcome(tmp_path, yaml.safe_dump(doc, allow_unicode=True).encode())
