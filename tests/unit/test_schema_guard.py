@@ -56,3 +56,32 @@ def test_render_refuses_a_value_that_bypassed_validation(evil: str) -> None:
     for fe in bad.frontends:
         with pytest.raises(RenderError, match="a validator let it through"):
             render_frontend(bad, fe)
+
+
+def test_every_paths_field_is_held_to_the_kinds_folders() -> None:
+    # A new paths.* field must join the allowlist check, or it could point anywhere.
+    from clusterctl.model.schema import Paths
+    from clusterctl.model.semantics import PATH_KEYS
+
+    assert sorted(f.name for f in model_fields(Paths)) == sorted(PATH_KEYS)
+
+
+def test_every_text_check_refuses_lone_surrogates() -> None:
+    # Text that cannot be encoded would pass validation and fail half-way through an apply.
+    from clusterctl.model.checks import CheckFailed
+
+    refused, total = [], 0
+    for cls in _schema_classes():
+        hints = typing.get_type_hints(cls)
+        for f in model_fields(cls):
+            check = f.metadata.get("check")
+            if _dataclass_in(hints[f.name]) is not None or check is None:
+                continue
+            total += 1
+            for value in ("a\udc80b", ["a\udc80b"]):
+                try:
+                    check(value)
+                except CheckFailed:
+                    continue
+                refused.append(f"{cls.__name__}.{f.name} accepted {value!r}")
+    assert total >= 50 and refused == []
