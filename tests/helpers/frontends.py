@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -124,6 +125,13 @@ class RunningFrontend:
             self.proc.wait(timeout=5)
 
 
+def _systemd_file_limit() -> None:
+    """The open-files limit systemd gives a Debian unit (soft 1024), not this shell's: a
+    config that needs more must raise it itself, as on a real host."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
+
+
 def launch(inv: Inventory, fe: Frontend, root: Path, ports: Iterable[int]) -> RunningFrontend:
     """Render `fe` under `root`, start the real server on it and wait for `ports` to listen."""
     driver = driver_for(fe.kind)
@@ -141,6 +149,7 @@ def launch(inv: Inventory, fe: Frontend, root: Path, ports: Iterable[int]) -> Ru
             stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=root,
+            preexec_fn=_systemd_file_limit,
         )
     running = RunningFrontend(fe.kind, root, proc, log)
     try:
