@@ -3,12 +3,12 @@
 Each check takes the raw YAML value and returns the typed value or raises CheckFailed with a
 message that says what is wrong and, where it can, the fix. Every field of the model declares
 one (tests/unit/test_schema_guard.py fails otherwise), so nothing reaches a template unchecked.
+Paths, on the hosts and local, have their own module: pathcheck.py.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import posixpath
 import re
 from collections.abc import Callable
 from typing import Any
@@ -305,64 +305,6 @@ def url_path(value: Any) -> str:
             f"{show(s)} is not a plain URL path prefix (e.g. /course; letters, digits, . _ ~ - /)"
         )
     return s
-
-
-# Files clusterctl must never write to or read from, whatever an inventory says.
-_SYSTEM_PREFIXES = (
-    "/bin",
-    "/boot",
-    "/dev",
-    "/lib",
-    "/lib32",
-    "/lib64",
-    "/libx32",
-    "/proc",
-    "/sbin",
-    "/sys",
-    "/usr",
-    "/root/.ssh",
-    "/etc/ssh",
-    "/etc/sudoers",
-    "/etc/sudoers.d",
-    "/etc/pam.d",
-    "/etc/cron.d",
-    "/etc/systemd",
-    "/etc/init.d",
-    "/etc/ld.so.preload",
-)
-_SYSTEM_FILES = frozenset(
-    {
-        "/",
-        "/etc",
-        "/etc/passwd",
-        "/etc/shadow",
-        "/etc/group",
-        "/etc/gshadow",
-        "/etc/hosts",
-        "/etc/resolv.conf",
-        "/etc/fstab",
-        "/etc/crontab",
-        "/etc/profile",
-        "/etc/environment",
-        "/etc/ld.so.conf",
-        "/root",
-        "/var",
-        "/run",
-        "/tmp",  # noqa: S108 - refused, not used
-        "/home",
-    }
-)
-
-
-def under(path: str, folders: tuple[str, ...] | frozenset[str]) -> bool:
-    """Whether `path` is one of `folders` or lies inside one (no `..` games: paths are normal)."""
-    norm = posixpath.normpath(path)
-    return any(norm == f or norm.startswith(f.rstrip("/") + "/") for f in folders)
-
-
-def is_system_path(path: str) -> bool:
-    norm = posixpath.normpath(path)
-    return norm in _SYSTEM_FILES or under(norm, _SYSTEM_PREFIXES)
 
 
 _ARG = re.compile(r"[^\x00-\x1f\x7f\x85\u2028\u2029]*")

@@ -12,7 +12,6 @@ import stat
 from pathlib import Path
 
 from clusterctl.errors import Problem
-from clusterctl.model import checks as c
 from clusterctl.model import pathcheck as pc
 from clusterctl.model.schema import SSH, Inventory
 
@@ -35,7 +34,7 @@ def resolve_local(path: str, base: Path) -> Path:
 
 def shipping_problem(real: Path, head: bytes) -> str | None:
     """Why a local file at `real` (resolved), starting with `head`, must not leave this machine."""
-    if c.is_system_path(str(real)):
+    if pc.is_system_path(str(real)):
         return f"leads to {real}, a system file; clusterctl will not read it"
     why = pc.secret_place(str(real))
     if why:

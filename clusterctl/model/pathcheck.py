@@ -14,14 +14,65 @@ import posixpath
 import re
 from typing import Any
 
-from clusterctl.model.checks import (
-    CheckFailed,
-    _describe,
-    _plain_text,
-    is_system_path,
-    show,
-    under,
+from clusterctl.model.checks import CheckFailed, _describe, _plain_text, show
+
+# Files clusterctl must never write to or read from, whatever an inventory says.
+_SYSTEM_PREFIXES = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/proc",
+    "/sbin",
+    "/sys",
+    "/usr",
+    "/root/.ssh",
+    "/etc/ssh",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/pam.d",
+    "/etc/cron.d",
+    "/etc/systemd",
+    "/etc/init.d",
+    "/etc/ld.so.preload",
 )
+_SYSTEM_FILES = frozenset(
+    {
+        "/",
+        "/etc",
+        "/etc/passwd",
+        "/etc/shadow",
+        "/etc/group",
+        "/etc/gshadow",
+        "/etc/hosts",
+        "/etc/resolv.conf",
+        "/etc/fstab",
+        "/etc/crontab",
+        "/etc/profile",
+        "/etc/environment",
+        "/etc/ld.so.conf",
+        "/root",
+        "/var",
+        "/run",
+        "/tmp",  # noqa: S108 - refused, not used
+        "/home",
+    }
+)
+
+
+def under(path: str, folders: tuple[str, ...] | frozenset[str]) -> bool:
+    """Whether `path` is one of `folders` or lies inside one (no `..` games: paths are normal)."""
+    norm = posixpath.normpath(path)
+    return any(norm == f or norm.startswith(f.rstrip("/") + "/") for f in folders)
+
+
+def is_system_path(path: str) -> bool:
+    norm = posixpath.normpath(path)
+    return norm in _SYSTEM_FILES or under(norm, _SYSTEM_PREFIXES)
+
 
 # On a host, beyond the system files: what runs code or grants access at login, at boot or on
 # a timer, and clusterctl's own state (its cluster lock). Never a place for a front end's file,

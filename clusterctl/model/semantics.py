@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from clusterctl.errors import Problem
-from clusterctl.model.checks import under
+from clusterctl.model.pathcheck import under
 from clusterctl.model.schema import Frontend, Inventory, Pool, Service
 from clusterctl.model.versions import NGINX_STICKY_COOKIE, kind_version, parse_version
 

@@ -91,7 +91,7 @@ def test_paths_stay_in_their_kinds_folders_unless_named_outside() -> None:
 
 def test_each_kinds_defaults_lie_in_its_own_folders() -> None:
     from clusterctl.drivers import DRIVERS
-    from clusterctl.model.checks import under
+    from clusterctl.model.pathcheck import under
     from clusterctl.model.semantics import own_paths
 
     for kind, driver in DRIVERS.items():
