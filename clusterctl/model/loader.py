@@ -216,7 +216,14 @@ def load(path: str | Path) -> Inventory:
         ) from None
     if len(data) > MAX_INVENTORY_BYTES:
         raise InventoryError(
-            [Problem(str(p), 1, 1, "inventory: the file is larger than 1 MiB; no inventory is")]
+            [
+                Problem(
+                    str(p),
+                    1,
+                    1,
+                    "inventory: the file is larger than 1 MiB; clusterctl reads no more",
+                )
+            ]
         )
     try:
         text = data.decode("utf-8")
