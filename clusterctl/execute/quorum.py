@@ -283,8 +283,9 @@ class ClusterLock:
         got = views_of(self.sessions.each(sorted(self.taken), lambda r: lk.renew(r, self.info.id)))
         now = time.monotonic()
         for host, v in got.items():
-            if v.state == "renewed":
+            if v.state == "renewed":  # our record is intact: nobody took this host meanwhile
                 self._renewed[host] = now
+                self.lost.pop(host, None)
                 continue
             if v.state in ("held", "free", "unrecorded"):
                 self.lost[host] = "taken over or broken" + (

@@ -687,3 +687,19 @@ def test_show_with_too_few_answers_is_an_error_not_free(hosts: Hosts, inv_path: 
         "cannot tell who holds the cluster lock: cluster lock: free on the 2 of 5"
     )
     assert text.count("lb1: cannot reach") == 1
+
+
+def test_a_host_silent_longer_than_the_lease_counts_as_lost_until_it_renews(hosts: Hosts) -> None:
+    held, said = take(hosts)
+    hosts.down = {"lb1", "lb2", "lb3"}
+    held.renew_once(60)
+    assert held.lost == {}  # silent, but not for a whole lease yet
+    held._renewed = dict.fromkeys(held._renewed, time.monotonic() - 61)
+    held.renew_once(60)
+    assert set(held.lost) == {"lb1", "lb2", "lb3"} and said[-1].startswith(
+        "warning: the cluster lock"
+    )
+    hosts.down = set()
+    held.renew_once(60)  # back, and its copies are still ours: nobody took them
+    assert held.lost == {}
+    assert held.release() is None
