@@ -173,9 +173,12 @@ def reload_and_confirm(
         )
 
     while True:
-        now = watch(remote, fe, log if log != "-" else "-", offset)
-        if offset is None and now.size is not None and before.master is None:
-            offset = 0  # a fresh start: the whole log is this start's
+        now = watch(remote, fe, log, offset)
+        if offset is None and now.size is not None:
+            # A log first seen now (a fresh master's): what it held before is older runs'
+            # history, which may hold an old failure; only what follows counts.
+            log, offset = now.log, now.size
+            continue
         text = now.text or text
         if (
             now.master is not None
