@@ -9,16 +9,21 @@ and no environment, and both applies must work.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import secrets
 import shlex
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from clusterctl.execute.endpoints import frontend_endpoints
+from clusterctl.execute.ssh import Remote, SSHError
 from clusterctl.lab.users import add_user
+from clusterctl.model import load
 from tests.integration.labfixtures import (
     Lab,
     acceptance_inventory,
@@ -140,3 +145,21 @@ def test_password_sudo_without_or_with_a_wrong_password_says_so(lab: Lab) -> Non
     assert wrong.rc == 1, wrong
     assert "sudo for deploypw refused the password" in wrong.text, wrong
     assert PASSWORD not in wrong.text
+
+
+def test_a_dropped_session_is_named_with_its_step_and_reconnect_recovers(lab: Lab) -> None:
+    lab.write(as_user(lab, "deploy", "/dropped"))
+    inv = load(lab.inventory)
+    with Remote.connect(frontend_endpoints(inv)["lb1"]) as remote:
+        # The host's sshd process serving this connection dies, as on a crashed link.
+        with contextlib.suppress(SSHError):
+            remote.sh('kill -9 "$PPID"', sudo=False)
+        with pytest.raises(SSHError) as lost:
+            for _ in range(20):
+                remote.sh("true", step="reload")
+                time.sleep(0.1)
+        assert str(lost.value).startswith(
+            f"connection to lb1 ({lab.address('lb1')}) lost during reload: "
+        ), lost.value
+        remote.reconnect()
+        assert remote.sh("id -un").out == "root\n"  # through sudo, on the new session
