@@ -69,8 +69,8 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 def _is_local(address: str, net: Network) -> bool:
     ip = _ip(address)
-    if ip is None or net.addresses is None:
-        return True  # not an address we can judge: the validator and the reload will
+    if ip is None or net.addresses is None or ip.is_unspecified:
+        return True  # "::" is every address; one we cannot judge, the validator will
     for ifname, cidr in net.addresses:
         try:
             iface = ipaddress.ip_interface(cidr)

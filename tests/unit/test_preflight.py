@@ -75,8 +75,8 @@ def test_non_local_binding_allows_any_address_of_its_family() -> None:
     assert problems("haproxy", HAPROXY, both) == []
 
 
-def test_every_loopback_address_is_local() -> None:
-    cfg = "Listen 127.0.0.2:8081\n"
+def test_every_loopback_address_and_the_wildcards_are_local() -> None:
+    cfg = "Listen 127.0.0.2:8081\nListen [::]:8082\nListen 0.0.0.0:8083\n"
     assert problems("apache", cfg, NET) == []
 
 
