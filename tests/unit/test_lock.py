@@ -468,7 +468,8 @@ def test_in_a_split_the_first_in_line_keeps_and_wins(hosts: Hosts) -> None:
     t.start()
     held, _ = take(hosts)  # no --lock-wait: the tie grace alone
     t.join()
-    assert held.taken == {"lb1", "lb2", "lb3", "be1"}
+    # It kept its own and got (at least) the first let go, before any --lock-wait.
+    assert {"lb1", "lb2"} < held.taken and hosts.voters.has_quorum(held.taken)
     assert held.release() is None
 
 
