@@ -83,4 +83,12 @@ class HAProxyDriver(Driver):
             for p in v["pools"]
             if p.name == svc.default_pool or any(r.pool == p.name for r in svc.routes)
         }
+        # tcp pools with a backup and no failback: one server at a time, by a stick table.
+        v["pinned_pools"] = [
+            p.name
+            for p in v["pools"]
+            if v["pool_mode"][p.name] == "tcp"
+            and not p.failback
+            and any(s.backup for s in p.servers)
+        ]
         return v

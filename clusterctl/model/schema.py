@@ -93,6 +93,9 @@ class Frontend:
     services: tuple[str, ...] | None = opt(c.names, doc="services this front end serves")
     hard_stop_after: int = opt(c.duration, default=300_000, doc="HAProxy: bound on old workers")
     admin_port: int = opt(c.PORT, default=8081, doc="Apache: balancer-manager port, 127.0.0.1")
+    peer_port: int = opt(
+        c.PORT, default=10000, doc="HAProxy: 127.0.0.1 port that keeps stick tables over reloads"
+    )
     at: dict[str, Pos] = meta()
 
 
@@ -104,6 +107,9 @@ class Server:
     weight: int = opt(c.integer(1, 100), default=1)
     backup: bool = opt(c.boolean, default=False)
     state: str = opt(c.choice(*STATES), default="ready")
+    maxconn: int | None = opt(
+        c.integer(1, 1_000_000), doc="HAProxy: connections at once to it; the rest wait queued"
+    )
     ssh: SSH = opt(None, default=SSH())
     at: dict[str, Pos] = meta()
 
@@ -127,6 +133,7 @@ class Health:
     max_fails: int = opt(c.integer(0, 100), default=3)
     fail_timeout: int = opt(c.duration, default=10_000)
     user: str | None = opt(c.DB_USER, doc="MySQL user for mysql checks")
+    port: int | None = opt(c.PORT, doc="HAProxy: check this port, not the server's (clustercheck)")
     at: dict[str, Pos] = meta()
 
 
@@ -137,6 +144,11 @@ class Pool:
     sticky: Sticky | None = opt(None)
     health: Health | None = opt(None)
     keepalive: int = opt(c.integer(0, 1024), default=16)
+    failback: bool = opt(
+        c.boolean,
+        default=False,
+        doc="HAProxy tcp pool with a backup: a primary back up takes over again at once",
+    )
     servers: tuple[Server, ...] = many(required=True)
     at: dict[str, Pos] = meta()
 
