@@ -177,6 +177,7 @@ def apply(
     lock_wait: LockWait = 0.0,
 ) -> None:
     """Push configs over SSH: validate on the host, swap atomically, reload, probe, or roll back."""
+    from clusterctl.execute.quorum import named
     from clusterctl.execute.runner import cluster_lock, execute_plan, make_plan, select
     from clusterctl.model import load
     from clusterctl.ui import console, print_plan, print_results
@@ -205,7 +206,7 @@ def apply(
     if bad:
         raise ClusterctlError(
             f"{len(bad)} of {len(results)} front end(s) not applied: "
-            + "; ".join(f"{r.host}: {r.message}" for r in bad)
+            + "; ".join(named(r.host, r.message) for r in bad)  # "lb2: lb2: ..." never
         )
 
 
