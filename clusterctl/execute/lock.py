@@ -40,6 +40,7 @@ view() {
 ours() { [ -f "$d/info" ] && grep -qF -- "\"id\": \"$1\"" "$d/info"; }
 age() { echo $(( $(date +%s) - $(stat -c %Y -- "$d/info") )); }
 mkdir -p -- "$(dirname -- "$d")" 2>/dev/null
+command -v flock >/dev/null || { echo "ERROR flock is not installed (apt-get install -y util-linux)"; exit 0; }
 wrapped() { flock -w 5 9 || { echo "ERROR $d.guard stayed busy for 5s"; return 0; }; main "$@"; }
 wrapped "$@" 9>>"$d.guard" || echo "ERROR cannot open the lock guard $d.guard"
 """

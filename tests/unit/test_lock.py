@@ -704,3 +704,21 @@ def test_a_host_silent_longer_than_the_lease_counts_as_lost_until_it_renews(host
     held.renew_once(60)  # back, and its copies are still ours: nobody took them
     assert held.lost == {}
     assert held.release() is None
+
+
+def test_a_host_without_flock_is_told_not_locked(hosts: Hosts, tmp_path: Path) -> None:
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for tool in ("sh", "mkdir", "dirname", "cat", "date", "stat", "grep", "rm", "mv"):
+        (bare / tool).symlink_to(
+            subprocess.run(
+                ["sh", "-c", f"command -v {tool}"], capture_output=True, text=True, check=True
+            ).stdout.strip()
+        )
+    hosts.path = str(bare)
+    view = lk.try_acquire(hosts.remote("lb1"), lk.new_lock("apply"))
+    assert (view.state, view.detail) == (
+        "error",
+        "flock is not installed (apt-get install -y util-linux)",
+    )
+    assert not hosts.lock_dir("lb1").exists()
