@@ -33,6 +33,9 @@ _FAILED_RX = {
     "haproxy": re.compile(r"Loading failure|Failed to load the new configuration"),
     "nginx": re.compile(r"\[emerg\]"),
 }
+# How long the log must stay quiet after that line before the failure is final: HAProxy's
+# "Loading failure!" is its last word; nginx retries a bind every half second, five times.
+_QUIET = {"haproxy": 0.1, "nginx": 0.7}
 _WORDS_RX = re.compile(r"ALERT|\[emerg\]|\[alert\]|:emerg\]|:alert\]|\[crit\]|:crit\]|\[error\]")
 
 # $1 pid file; $2 log: a file, "-" (the master's stderr) or "journal:PID:SINCE" as an earlier
@@ -195,7 +198,7 @@ def reload_and_confirm(
         if failed_rx is not None and any(failed_rx.search(ln) for ln in now.text):
             if now.size != failed_size:
                 failed_size, failed_since = now.size, time.monotonic()
-            elif time.monotonic() - failed_since > 0.5:
+            elif time.monotonic() - failed_since > _QUIET.get(fe.kind, 0.5):
                 raise failed("the new configuration did not load")
         # A server that was running and is gone did not reload, it died (Apache exits when a
         # graceful restart cannot bind or load a certificate): say so now, so the rollback
