@@ -2,9 +2,9 @@
 
 On a lab of one front end of each kind: (1) a listener on an address no host has, refused by
 the bind preflight (time of the whole apply, failed requests during it); (2) `--trials` times,
-a port another process takes after the plan was shown, so only the reload can fail: seconds
-from the reload to the report with the server's words, seconds from that report to the old
-config serving again, and the requests that failed meanwhile. Prints one table. The lab is
+a port another process takes after every check, as the files are swapped, so only the reload
+can fail: seconds from the reload to the report with the server's words, seconds from that
+report to the old config serving again, and the requests that failed meanwhile. Prints one table. The lab is
 removed at the end, whatever happens.
 
 Usage: sudo .venv/bin/python bench/reload_failure.py [--trials 3] [--lab bench-rf]
@@ -22,10 +22,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.integration.labfixtures import Run, acceptance_inventory, cli, own_lab  # noqa: E402
+from tests.integration.labfixtures import acceptance_inventory, cli, own_lab  # noqa: E402
 from tests.integration.test_apply_faults import failure_of  # noqa: E402
 from tests.integration.test_apply_preflight import (  # noqa: E402
-    apply_taking_port_at_confirmation,
+    squatters_at_the_swap,
     under_load,
     with_listener,
 )
@@ -52,14 +52,13 @@ def main() -> None:
         for trial in range(args.trials):
             port = 8190 + trial
             lab.write(with_listener(base, None, port))
-            with under_load(lab, 60) as reports:
-                text, rc, _ = apply_taking_port_at_confirmation(lab, port)
-            run = Run([], rc, text, text, 0.0)
+            with squatters_at_the_swap(lab, port), under_load(lab, 60) as reports:
+                run = cli("apply", "-i", str(lab.inventory), "--yes")
             for fe in lab.frontends:
                 words = failure_of(run, fe.name)
                 told = re.search(r"(\d+\.\d) s after ", words)
                 back = re.search(r"serving (\d+\.\d) s later", words)
-                rows.append((f"{fe.name} ({fe.kind})", f"port taken after plan #{trial + 1}",
+                rows.append((f"{fe.name} ({fe.kind})", f"port taken at the swap #{trial + 1}",
                              told.group(1) if told else "?", back.group(1) if back else "?",
                              f"{reports[fe.name].failed}/{reports[fe.name].requests}"))  # fmt: skip
     head = ("front end", "case", "reported after s", "old config back after s", "failed/requests")

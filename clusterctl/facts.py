@@ -45,14 +45,10 @@ def pending_path(fe_name: str) -> str:
 
 _VERSION_RX = re.compile(r"(?:HAProxy version |nginx/|Apache/)(\d+(?:\.\d+){1,2})")
 
-# $1: pending marker; $2: version command; $3: the server's pid file; $4: the manifest;
-# rest: "S:path" (secret) or "P:path" (plain). Manifest entries are stated before the rendered
-# paths, so a rendered path's own lines (with its content) come last and win.
-_GATHER = r"""
-PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
-pending=$1; vcmd=$2; pidf=$3; manifest=$4; shift 4
-printf 'VERSION %s\n' "$($vcmd -v 2>&1 | head -n 1 | tr -d '\n')"
-if [ -f "$pending" ]; then printf 'PENDING %s\n' "$(head -c 200 "$pending" | tr -d '\n')"; fi
+# What the bind preflight reads, with $pidf the server's pid file: whether the host may bind
+# addresses it does not have, its addresses, its listening TCP sockets with their processes,
+# and the running server's own pids (they may hold the ports the new config binds).
+_NETWORK = r"""
 printf 'NONLOCAL %s %s\n' "$(cat /proc/sys/net/ipv4/ip_nonlocal_bind 2>/dev/null || echo 0)" \
   "$(cat /proc/sys/net/ipv6/ip_nonlocal_bind 2>/dev/null || echo 0)"
 if addrs=$(ip -o addr show 2>/dev/null); then
@@ -66,6 +62,20 @@ if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
   printf 'SERVER %s\n' "$pid"
   awk -v p="$pid" '$4 == p {print "SERVER", $1}' /proc/[0-9]*/stat 2>/dev/null
 fi
+"""
+
+# $1: pending marker; $2: version command; $3: the server's pid file; $4: the manifest;
+# rest: "S:path" (secret) or "P:path" (plain). Manifest entries are stated before the rendered
+# paths, so a rendered path's own lines (with its content) come last and win.
+_GATHER = (
+    r"""
+PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
+pending=$1; vcmd=$2; pidf=$3; manifest=$4; shift 4
+printf 'VERSION %s\n' "$($vcmd -v 2>&1 | head -n 1 | tr -d '\n')"
+if [ -f "$pending" ]; then printf 'PENDING %s\n' "$(head -c 200 "$pending" | tr -d '\n')"; fi
+"""
+    + _NETWORK
+    + r"""
 stat_one() {
   for t in "$(dirname -- "$2")"/.*.clusterctl-new; do
     [ -e "$t" ] && printf 'TEMP %s\n' "$t"
@@ -85,6 +95,14 @@ if [ -f "$manifest" ]; then
 fi
 for spec in "$@"; do stat_one "${spec%%:*}" "${spec#*:}"; done
 """
+)
+
+# $1: the server's pid file, rest: folders; the network facts and the folders that are missing.
+_NETWORK_NOW = (
+    "PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin; pidf=$1; shift\n"
+    + _NETWORK
+    + 'for d in "$@"; do [ -d "$d" ] || printf \'NODIR %s\\n\' "$d"; done\n'
+)
 
 
 @dataclass(frozen=True)
@@ -214,6 +232,17 @@ def parse_gather(host: str, text: str) -> HostFacts:
         network,
         None if managed is None else tuple(dict.fromkeys(managed)),
     )
+
+
+def network_now(remote: Remote, fe: Frontend, dirs: list[str]) -> tuple[Network, list[str]]:
+    """The preflight's facts as they are this moment, and which of `dirs` do not exist."""
+    result = remote.sh(_NETWORK_NOW, driver_for(fe.kind).paths(fe).pid_file, *dirs, step="validate")
+    if not result.ok:
+        from clusterctl.errors import ClusterctlError
+
+        raise ClusterctlError(f"{fe.name}: cannot read the host's state: {result.words()}")
+    missing = [ln[len("NODIR ") :] for ln in result.out.splitlines() if ln.startswith("NODIR ")]
+    return parse_gather(fe.name, result.out).network, missing
 
 
 def gather(remote: Remote, fe: Frontend, secret: dict[str, bool]) -> HostFacts:

@@ -20,11 +20,17 @@ from clusterctl.execute.ssh import Remote, Result
 from clusterctl.execute.steps import PATH as _PATH
 from clusterctl.execute.steps import StepFailed, checkpoint
 from clusterctl.execute.steps import check as _check
-from clusterctl.facts import TMP_SUFFIX, frontend_state_dir, manifest_path, pending_path
+from clusterctl.facts import (
+    TMP_SUFFIX,
+    frontend_state_dir,
+    manifest_path,
+    network_now,
+    pending_path,
+)
 from clusterctl.model.schema import Frontend, Inventory
 from clusterctl.model.semantics import frontend_services
 from clusterctl.plan import HostPlan
-from clusterctl.preflight import named_dirs
+from clusterctl.preflight import named_dirs, problems
 from clusterctl.render import File, render_frontend
 
 __all__ = ["HostResult", "StepFailed", "apply_host", "checkpoint", "reload_and_confirm"]
@@ -97,17 +103,16 @@ def stage_and_validate(remote: Remote, inv: Inventory, fe: Frontend, run_id: str
     """Validate the new files on the host, under a staging root, before anything is replaced."""
     driver = driver_for(fe.kind)
     config = driver.paths(fe).config
-    live = render_frontend(inv, fe)
-    # The folders the new config writes its logs, sockets and state into must be there on the
-    # host itself: the staged check below creates them under its own root, so it cannot tell.
-    needed = named_dirs(fe.kind, live[config].content.decode("utf-8", "replace"))
-    if needed:
-        res = remote.sh(_MISSING_DIRS, *needed, step="validate")
-        missing = res.out.split()
-        if missing:
-            raise StepFailed(
-                "preflight", f"{', '.join(missing)} does not exist on the host (the config uses it)"
-            )
+    text = render_frontend(inv, fe)[config].content.decode("utf-8", "replace")
+    # The bind preflight once more, on the host as it is now: the plan may be minutes old (an
+    # operator reading it), and a port taken meanwhile would fail the reload. And the folders
+    # the new config writes its logs, sockets and state into must be there on the host itself:
+    # the staged check below creates them under its own root, so it cannot tell.
+    net, missing = network_now(remote, fe, named_dirs(fe.kind, text))
+    found = problems(fe.kind, text, net)
+    found += [f"{d} does not exist on the host (the config writes into it)" for d in missing]
+    if found:
+        raise StepFailed("preflight", "; ".join(found))
     # Whatever an interrupted earlier run left in this front end's staging area goes first.
     remote.sh('rm -rf -- "$1"', stage_dir(fe), step="validate")
     root = f"{stage_dir(fe)}/{run_id}"
@@ -135,9 +140,6 @@ def stage_and_validate(remote: Remote, inv: Inventory, fe: Frontend, run_id: str
                 raise StepFailed("validate (openssl)", pair.words().replace(root, ""))
     finally:
         remote.sh('rm -rf -- "$1"', root, step="validate")
-
-
-_MISSING_DIRS = 'for d in "$@"; do [ -d "$d" ] || printf "%s\\n" "$d"; done'
 
 
 # $1 backup root, then pairs of target paths: backs each existing target up (keeping mode and

@@ -1,9 +1,9 @@
 """Issue #9: a failed apply never stops a front end from serving (the bind preflight).
 
 One lab (`tpf`, one front end of each kind) for the module. A config that would not start is
-refused at plan, before anything is replaced, while the front ends serve under load; and a
-reload that still fails (a port taken after the plan was reviewed) is rolled back at once with
-the server's own words.
+refused at plan, or on the host right before staging (a port taken while the plan was read),
+before anything is replaced, while the front ends serve under load; and a reload that still
+fails (a port taken after every check) is rolled back at once with the server's own words.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 import pty
 import re
 import select
+import shlex
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -170,20 +171,71 @@ def apply_taking_port_at_confirmation(lab: Lab, port: int) -> tuple[str, int, di
         )
 
 
-def test_a_reload_that_fails_after_the_preflight_is_rolled_back_at_once(
+def test_a_port_taken_while_the_plan_is_read_is_refused_before_anything_moves(
     lab: Lab, base: dict[str, Any]
 ) -> None:
+    """The preflight runs again on each host right before staging: a port another process
+    took while the operator read the plan stops the apply there, and nobody notices."""
     port = 8183
     lab.write(with_listener(base, None, port))
     before = snapshots(lab)
+    pids = {fe.name: lab.pids(fe.name) for fe in lab.frontends}
     with under_load(lab) as reports:
         text, rc, held = apply_taking_port_at_confirmation(lab, port)
     assert rc == 1, text
     run = Run([CLUSTERCTL, "apply"], rc, text, text, 0.0)  # a terminal has one stream
+    for fe in lab.frontends:
+        assert failure_of(run, fe.name) == (
+            f"preflight: 0.0.0.0:{port}: 0.0.0.0:{port} is already in use by python3 "
+            f"(pid {held[fe.name]})"
+        )
+    assert snapshots(lab) == before
+    assert lab.not_reloaded(pids) == {}
+    for name, report in reports.items():
+        assert report.requests > 50 and report.failed == 0, (name, report)
+
+
+@contextlib.contextmanager
+def squatters_at_the_swap(lab: Lab, port: int) -> Iterator[dict[str, int]]:
+    """On every front end, a process that takes `port` the moment apply marks its files
+    swapped (the reload-pending marker), that is after every check and before the reload."""
+    take = (
+        "import os, socket, sys, time\n"
+        "end = time.monotonic() + 60\n"
+        "while not os.path.exists(sys.argv[1]) and time.monotonic() < end: time.sleep(0.002)\n"
+        "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "s.bind(('0.0.0.0', int(sys.argv[2]))); s.listen(8); time.sleep(60)\n"
+    )
+    pids: dict[str, int] = {}
+    try:
+        for fe in lab.frontends:
+            marker = f"/var/lib/clusterctl/frontends/{fe.name}/reload-pending"
+            out = lab.ssh(
+                fe.name,
+                f"setsid python3 -c {shlex.quote(take)} {marker} {port} "
+                "</dev/null >/dev/null 2>&1 & echo $!",
+            ).out
+            pids[fe.name] = int(out.split()[0])
+        yield pids
+    finally:
+        for host, pid in pids.items():
+            lab.ssh(host, f"kill {pid}", check=False)
+
+
+def test_a_reload_that_fails_after_every_check_is_rolled_back_at_once(
+    lab: Lab, base: dict[str, Any]
+) -> None:
+    port = 8184
+    lab.write(with_listener(base, None, port))
+    before = snapshots(lab)
+    with squatters_at_the_swap(lab, port) as held, under_load(lab) as reports:
+        run = cli("apply", "-i", str(lab.inventory), "--yes")
+    assert run.rc == 1, run
+    assert results_table(run) == dict.fromkeys(("lb1", "lb2", "lb3"), "rolled back"), run
     words = {fe.name: failure_of(run, fe.name) for fe in lab.frontends}
     # The server's own words, not "no new workers started".
     assert "cannot bind socket (Address already in use)" in words["lb1"], words["lb1"]
-    assert "bind() to 0.0.0.0:8183 failed (98: Address already in use)" in words["lb2"]
+    assert f"bind() to 0.0.0.0:{port} failed (98: Address already in use)" in words["lb2"]
     assert "no listening sockets available, shutting down" in words["lb3"]
     for fe in lab.frontends:
         assert (
@@ -202,7 +254,7 @@ def test_a_reload_that_fails_after_the_preflight_is_rolled_back_at_once(
         assert m, w
         told[h] = float(m.group(1))
     print(
-        "\nreload failed after the preflight; failure reported (with the server's words) after: "
+        "\nreload failed after every check; failure reported (with the server's words) after: "
         + ", ".join(f"{h} {s:.1f}s" for h, s in told.items())
         + "; previous config serving again after: "
         + ", ".join(f"{h} {s:.1f}s" for h, s in back.items())
