@@ -406,6 +406,29 @@ def test_a_lock_without_a_record_is_held_and_can_be_broken(clean: Lab, tmp_path:
     assert show(lab).out.strip() == "cluster lock: free"
 
 
+def test_with_one_backend_down_rollout_of_the_others_works(clean: Lab) -> None:
+    """be1 gone: the lock (5 of 6) and the rollout's record (written to the 5) still work for
+    a rollout of pool course (be3 alone here, so the floor is 0)."""
+    lab = clean
+    data = acceptance_inventory(lab.info)
+    data["pools"][0]["servers"] = [s for s in data["pools"][0]["servers"] if s["name"] != "be3"]
+    data.setdefault("deploy", {})["min_available"] = 0
+    lab.write(data)
+    assert apply(lab).rc == 0
+    down(lab, "be1")
+    run = cli("rollout", "-i", str(lab.inventory), "--version", "7.7-lock", "--pool", "course")
+    up(lab, "be1")
+    assert run.rc == 0, run
+    assert "rolled out 7.7-lock to be3" in run.out
+    assert "warning: the cluster lock holds on 5 of 6 hosts; be1: cannot reach" in run.err
+    saved = records_of(lab, f"/var/lib/clusterctl/rollout/{LAB}.json")
+    assert saved["be1"] is None and all(saved[h] for h in ALL if h != "be1"), saved
+
+
+def records_of(lab: Lab, path: str) -> dict[str, str | None]:
+    return {h: lab.ssh(h, f"cat {path} 2>/dev/null || true").out.strip() or None for h in ALL}
+
+
 # ------------------------------------------------------------------------------ the rollout record
 
 
