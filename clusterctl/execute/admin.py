@@ -18,6 +18,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from clusterctl.drivers import driver_for
+from clusterctl.drivers.apache import ApacheDriver
 from clusterctl.errors import ClusterctlError
 from clusterctl.execute.apply import apply_host
 from clusterctl.execute.ssh import Remote
@@ -152,8 +153,20 @@ def _manager_url(fe: Frontend) -> str:
     return f"http://127.0.0.1:{fe.admin_port}/balancer-manager"
 
 
+# The manager answers only requests with the host's token: curl sends it from its root-only
+# header file, never from argv; a host without the file yet (no reload since clusterctl's
+# config) sends none and is refused.
+def _token_header(fe: Frontend) -> str:
+    return ApacheDriver().manager_token_paths(fe)[1]
+
+
 def apache_workers(remote: Remote, fe: Frontend) -> list[ApacheWorker]:
-    res = remote.sh('curl -sS --max-time 5 -- "$1"', _manager_url(fe))
+    res = remote.sh(
+        'h=$2; if [ -r "$h" ]; then exec curl -fsS --max-time 5 -H "@$h" -- "$1"; fi; '
+        'exec curl -fsS --max-time 5 -- "$1"',
+        _manager_url(fe),
+        _token_header(fe),
+    )
     if not res.ok:
         raise AdminError(f"{fe.name}: balancer-manager at {_manager_url(fe)}: {res.words()}")
     return parse_balancer_manager(res.out)
@@ -183,9 +196,11 @@ def apache_set(remote: Remote, fe: Frontend, node: str, state: str) -> None:
         )
         # Since 2.4.41 the manager refuses POSTs whose Referer is not itself.
         res = remote.sh(
-            'curl -sS --max-time 5 -o /dev/null -w "%{http_code}" -H "Referer: $1" --data "$2" -- "$1"',
+            'h=; [ -r "$3" ] && h="@$3"; curl -sS --max-time 5 -o /dev/null -w "%{http_code}" '
+            '${h:+-H "$h"} -H "Referer: $1" --data "$2" -- "$1"',
             url,
             form,
+            _token_header(fe),
         )
         if not res.ok or res.out.strip() not in ("200", "302"):
             raise AdminError(

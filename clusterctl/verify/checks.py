@@ -302,7 +302,7 @@ def test_admin_port_closed_to_other_hosts(frontend: str, conn: Connections) -> N
 
 
 def test_apache_balancer_manager_local_only(apache_frontend: str, conn: Connections) -> None:
-    """balancer-manager listens on 127.0.0.1 only, and answers there (drain needs it)."""
+    """balancer-manager listens on 127.0.0.1 only, and answers there only with the token."""
     name = apache_frontend
     port = _fe(conn, name).admin_port
     with reach(name):
@@ -313,8 +313,12 @@ def test_apache_balancer_manager_local_only(apache_frontend: str, conn: Connecti
         _fail(f"{name}: balancer-manager is not listening on 127.0.0.1:{port}")
     if listening(sockets, Listener("*", port)):
         _fail(f"{name}: port {port} listens on every address, not only 127.0.0.1")
-    if status != 200:
-        _fail(f"{name}: balancer-manager on 127.0.0.1:{port} answered {status or err}")
+    # Up, and refusing a caller without clusterctl's token (kept root-only on the host).
+    if status != 403:
+        _fail(
+            f"{name}: balancer-manager on 127.0.0.1:{port} answered {status or err} to a "
+            "request without clusterctl's token (403 expected)"
+        )
 
 
 # ------------------------------------------------------------------------------ backends

@@ -158,7 +158,7 @@ class FakeRemote:
 
     def sh(self, script: str, *args: str, **kw: object) -> Result:
         if "--data" in script:
-            url, form = args
+            url, form, _header_file = args
             assert url == "http://127.0.0.1:8081/balancer-manager"
             self.posts.append(urllib.parse.parse_qs(form))
             return Result((), 0, "200", "")
