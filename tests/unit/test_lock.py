@@ -149,9 +149,7 @@ def test_two_disjoint_sets_of_hosts_never_both_hold_the_lock(total: int) -> None
             assert vs.has_quorum([n for n in names if n != lost])
 
 
-def test_voters_are_every_host_once_front_ends_first(tmp_path: Path) -> None:
-    inv = parse(
-        """\
+VOTERS_INV = """\
 cluster: t
 frontends:
   - {name: lb1, kind: haproxy, address: 192.0.2.10}
@@ -165,15 +163,20 @@ pools:
     servers: [{name: be1, address: 192.0.2.21, port: 8080}, {name: be3, address: 192.0.2.23, port: 8080}]
 services:
   - {name: web, listen: [{port: 80}], default_pool: app}
-""",
-        str(tmp_path / "inv.yaml"),
-    )
-    vs = quorum.voters(inv, ssh_config=tmp_path / "no-ssh-config")
+"""
+
+
+def test_voters_are_every_host_once_front_ends_first(tmp_path: Path) -> None:
+    deploys = VOTERS_INV + 'deploy: {command: ["/srv/app/bin/deploy", "{version}"]}\n'
+    vs = quorum.voters(parse(deploys, str(tmp_path / "i.yaml")), ssh_config=tmp_path / "none")
     # be2 is lb2's machine (same address): one machine, one vote.
     assert list(vs.endpoints) == ["lb1", "lb2", "be1", "be3"]
     assert vs.tiebreaker == "lb1" and vs.total == 4
     assert quorum.need_text(4) == "3 of 4 hosts (or 2 with the first front end)"
     assert quorum.need_text(5) == "3 of 5 hosts"
+    # Without a deploy strategy the backends are not clusterctl's hosts: they get no vote.
+    alone = quorum.voters(parse(VOTERS_INV, str(tmp_path / "i.yaml")), ssh_config=tmp_path / "none")
+    assert list(alone.endpoints) == ["lb1", "lb2"] and alone.tiebreaker == "lb1"
 
 
 def test_host_names_are_never_doubled() -> None:
