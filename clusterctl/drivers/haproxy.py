@@ -11,6 +11,27 @@ if TYPE_CHECKING:
     from clusterctl.model.schema import Frontend, Inventory, Service
 
 
+# A write pool (one-entry stick table) that failed over to its backup keeps it through a
+# reload: the new process starts with an empty table, which the old one hands over only once
+# its last connection ends, and would send new connections to the first primary that is up
+# (a stale one, and a second primary taking writes). So before a reload, each primary of
+# such a pool goes to maintenance, which the server-state file carries into the new process;
+# `clusterctl restore` puts it back when the operator wants writes there again.
+HOLD_FAILOVER = (
+    '[ -S "$1" ] || exit 0; cli() { printf "%s\\n" "$2" | socat -t 5 stdio "UNIX-CONNECT:$1"; }; '
+    'stat=$(cli "$1" "show stat"); '
+    'for t in $(cli "$1" "show table" | sed -n "s/^# table: \\([^,]*\\), type: integer, size:1,.*/\\1/p"); do '
+    'k=$(cli "$1" "show table $t" | sed -n "s/.* server_key=\\([^ ]*\\).*/\\1/p"); '
+    '[ -n "$k" ] || continue; '
+    'printf \'%s\\n\' "$stat" | awk -F, -v b="$t" -v k="$k" '
+    "'$1 == b && $2 == k && $21 == 1 { f = 1 } "
+    '$1 == b && $2 != "BACKEND" && $20 == 1 { p[$2] = 1 } '
+    "END { if (f) for (s in p) print s }' | "
+    'while read -r s; do cli "$1" "set server $t/$s state maint" > /dev/null; done; '
+    "done; "
+)
+
+
 class HAProxyDriver(Driver):
     kind = "haproxy"
     template = "haproxy/haproxy.cfg.j2"
@@ -45,12 +66,11 @@ class HAProxyDriver(Driver):
         # Runtime states (a server drained through the admin socket) survive the reload only
         # if they are in the server-state file the new process loads.
         p = self.paths(fe)
-        script = (
-            '[ -S "$1" ] || exit 0; mkdir -p -- "$(dirname -- "$2")"; '
+        return HOLD_FAILOVER + (
+            'mkdir -p -- "$(dirname -- "$2")"; '
             'printf "show servers state\\n" | socat -t 5 stdio "UNIX-CONNECT:$1" > "$2.tmp" '
             '&& mv -f -- "$2.tmp" "$2"'
-        )
-        return script, [p.admin_socket, p.state_file]
+        ), [p.admin_socket, p.state_file]
 
     def after_reload(self, fe: Frontend) -> tuple[str, list[str]] | None:
         # A reload hands the old admin socket to the new process with its old mode (Debian's

@@ -10,18 +10,24 @@ never back and forth, which is what writes on two primaries at once look like.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pymysql
 import pytest
 
+from clusterctl.drivers.haproxy import HAProxyDriver
 from clusterctl.model import load
+from clusterctl.model.schema import Frontend, Paths
 from tests.helpers.frontends import RunningFrontend, free_port, have, launch, short_root
 from tests.helpers.mariadb import MariaDB, have_mariadb
 
@@ -72,6 +78,13 @@ services:
     default_pool: db-primary
     timeouts: {{client: 1h, server: 1h}}
 """
+
+
+@dataclass
+class Rig:
+    fe: RunningFrontend
+    port: int
+    model: Frontend  # the front end as the inventory has it
 
 
 class Writers:
@@ -157,19 +170,49 @@ def grows(*dbs: MariaDB) -> Callable[[], bool]:
     return lambda: all(n >= start[w] + PHASE[w] for w, n in _rows(dbs).items())
 
 
-def server_up(fe: RunningFrontend, server: str) -> bool:
-    sock_path = fe.root / "run" / "haproxy" / "admin.sock"
+def admin(fe: RunningFrontend, command: str) -> str:
+    """A command on HAProxy's admin socket (the runtime API), and its answer."""
     with socket.socket(socket.AF_UNIX) as s:
-        s.connect(str(sock_path))
-        s.sendall(b"show servers state db-primary\n")
+        s.connect(str(fe.root / "run" / "haproxy" / "admin.sock"))
+        s.sendall(command.encode() + b"\n")
         out = b""
         while chunk := s.recv(65536):
             out += chunk
-    for line in out.decode().splitlines():
+    return out.decode()
+
+
+def _state(fe: RunningFrontend, server: str) -> list[str]:
+    out = admin(fe, "show servers state db-primary")
+    for line in out.splitlines():
         f = line.split()
-        if len(f) > 5 and f[3] == server:
-            return f[5] == "2"  # srv_op_state: 2 is running
-    raise AssertionError(f"{server} not in:\n{out.decode()}")
+        if len(f) > 6 and f[3] == server:
+            return f
+    raise AssertionError(f"{server} not in:\n{out}")
+
+
+def server_up(fe: RunningFrontend, server: str) -> bool:
+    return _state(fe, server)[5] == "2"  # srv_op_state: 2 is running
+
+
+def maint(fe: RunningFrontend, server: str) -> bool:
+    return bool(int(_state(fe, server)[6]) & 1)  # srv_admin_state: forced maintenance
+
+
+def reload(fe: RunningFrontend, host_fe: Frontend) -> None:
+    """What apply does: the driver's step before a reload on the host, then the reload."""
+    model = dataclasses.replace(
+        host_fe,
+        paths=Paths(
+            admin_socket=f"{fe.root}/run/haproxy/admin.sock",
+            state_file=f"{fe.root}/var/lib/haproxy/server-state",
+        ),
+    )
+    script, args = HAProxyDriver().before_reload(model) or ("", [])
+    res = subprocess.run(
+        ["sh", "-c", script, "clusterctl", *args], capture_output=True, text=True, timeout=30
+    )
+    assert res.returncode == 0, res.stderr
+    fe.proc.send_signal(signal.SIGUSR2)
 
 
 def timeline(db1: MariaDB, db2: MariaDB) -> list[str]:
@@ -186,7 +229,7 @@ def switches(order: list[str]) -> list[str]:
 @pytest.fixture
 def haproxy(
     dbs: tuple[MariaDB, MariaDB], tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[tuple[RunningFrontend, int]]:
+) -> Iterator[Rig]:
     db1, db2 = dbs
     for db in dbs:
         db.start()
@@ -199,7 +242,7 @@ def haproxy(
     fe = launch(inv, inv.frontends[0], root, [port])
     try:
         until(lambda: server_up(fe, "db1") and server_up(fe, "db2"), "both servers up")
-        yield fe, port
+        yield Rig(fe, port, inv.frontends[0])
     finally:
         fe.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -207,10 +250,10 @@ def haproxy(
 
 @pytest.mark.parametrize("haproxy", [False], indirect=True)
 def test_writes_stay_on_the_backup_after_the_primary_returns(
-    dbs: tuple[MariaDB, MariaDB], haproxy: tuple[RunningFrontend, int]
+    dbs: tuple[MariaDB, MariaDB], haproxy: Rig
 ) -> None:
     db1, db2 = dbs
-    fe, port = haproxy
+    fe, port = haproxy.fe, haproxy.port
     with Writers(port):
         until(grows(db1), "writes on db1")
         db1.kill()
@@ -219,8 +262,13 @@ def test_writes_stay_on_the_backup_after_the_primary_returns(
         until(lambda: server_up(fe, "db1"), "HAProxy to see db1 up again")
         back = count(db1)
         until(grows(*dbs), "more writes after db1's return")
-        until(grows(*dbs), "still more writes")
+        reload(
+            fe, haproxy.model
+        )  # an apply meanwhile: the new process must not send writes to db1 either
+        until(grows(*dbs), "writes after the reload")
         assert count(db1) == back, "db1 took writes while db2 was the active primary"
+        assert maint(fe, "db1")  # until the operator wants writes there again
+        admin(fe, "set server db-primary/db1 state ready")  # what clusterctl restore does
         db2.kill()
         until(grows(db1), "writes moving to db1 once db2 fails")
     db2.start()  # to read what it took
@@ -229,10 +277,10 @@ def test_writes_stay_on_the_backup_after_the_primary_returns(
 
 @pytest.mark.parametrize("haproxy", [True], indirect=True)
 def test_failback_moves_every_write_back_to_the_primary_at_once(
-    dbs: tuple[MariaDB, MariaDB], haproxy: tuple[RunningFrontend, int]
+    dbs: tuple[MariaDB, MariaDB], haproxy: Rig
 ) -> None:
     db1, db2 = dbs
-    _, port = haproxy
+    port = haproxy.port
     with Writers(port):
         until(grows(db1), "writes on db1")
         db1.kill()
