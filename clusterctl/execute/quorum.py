@@ -64,12 +64,14 @@ class Voters:
 
 
 def voters(inv: Inventory, ssh_config: Path | None = None) -> Voters:
+    """The front ends, and the backends when clusterctl deploys to them over SSH (a
+    `deploy.command` or `deploy.release`): an inventory that only balances to backends that
+    are not its hosts must not need them for its lock."""
     out: dict[str, Endpoint] = {}
     seen: set[tuple[str, str, int]] = set()
-    both = [
-        *frontend_endpoints(inv, ssh_config).items(),
-        *server_endpoints(inv, ssh_config).items(),
-    ]
+    both = list(frontend_endpoints(inv, ssh_config).items())
+    if inv.deploy.command or inv.deploy.release:
+        both += server_endpoints(inv, ssh_config).items()
     for name, ep in both:
         where = (ep.jump.address if ep.jump else "", ep.address, ep.port)
         if name in out or where in seen:
