@@ -162,7 +162,7 @@ services:
 
 
 @contextmanager
-def running_cluster(kind: str, workdir: Path) -> Iterator[Cluster]:
+def running_cluster(kind: str, workdir: Path, manager_token: bool = True) -> Iterator[Cluster]:
     """Backends, inventory and a running `kind` front end; everything is stopped on exit."""
     backends: dict[str, HttpBackend] = {}
     tcp: TcpEchoBackend | None = None
@@ -202,7 +202,7 @@ def running_cluster(kind: str, workdir: Path) -> Iterator[Cluster]:
             if kind == "haproxy":
                 listening.append(ports["tcp"])
             try:
-                frontend = launch(inv, inv.frontends[0], root, listening)
+                frontend = launch(inv, inv.frontends[0], root, listening, manager_token)
                 break
             except FrontendFailed as exc:
                 if attempt == 2 or "in use" not in str(exc):

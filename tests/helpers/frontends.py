@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from clusterctl.drivers import driver_for
+from clusterctl.drivers.apache import MAKE_MANAGER_FILES, ApacheDriver
 from clusterctl.localcheck import write_tree
 from clusterctl.model.schema import Frontend, Inventory
 from clusterctl.render import render_frontend
@@ -132,11 +133,27 @@ def _systemd_file_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
 
 
-def launch(inv: Inventory, fe: Frontend, root: Path, ports: Iterable[int]) -> RunningFrontend:
-    """Render `fe` under `root`, start the real server on it and wait for `ports` to listen."""
+def manager_header(fe: Frontend, root: Path) -> Path:
+    """Apache: the file clusterctl's curl sends its balancer-manager token from, under `root`."""
+    return Path(f"{root}{ApacheDriver().manager_token_paths(fe)[1]}")
+
+
+def launch(
+    inv: Inventory, fe: Frontend, root: Path, ports: Iterable[int], manager_token: bool = True
+) -> RunningFrontend:
+    """Render `fe` under `root`, start the real server on it and wait for `ports` to listen.
+
+    Apache starts as clusterctl starts it: with its balancer-manager token made first
+    (`manager_token=False` starts it without one, as under a start command of the user's).
+    """
     driver = driver_for(fe.kind)
     files = render_frontend(inv, fe, root=str(root))
     write_tree(files, root)
+    if fe.kind == "apache" and manager_token:
+        conf, header = (f"{root}{p}" for p in ApacheDriver().manager_token_paths(fe))
+        subprocess.run(
+            ["sh", "-c", MAKE_MANAGER_FILES, "clusterctl", conf, header], check=True, timeout=30
+        )
     for d in driver.runtime_dirs(fe):
         (root / d.lstrip("/")).mkdir(parents=True, exist_ok=True)
     config = str(root) + driver.paths(fe).config

@@ -6,9 +6,9 @@ default server per shared socket, and version-aware keep-alive settings.
 from __future__ import annotations
 
 import re
+import subprocess
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from clusterctl.model import load, parse
 from clusterctl.model.schema import Inventory
 from clusterctl.render import render, render_frontend
 from tests.helpers.cluster import Cluster, kinds_fixtures
+from tests.helpers.frontends import manager_header
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.servers
@@ -100,9 +101,16 @@ def test_nginx_keepalive_min_timeout_from_1_27_4(version: str, expected: bool) -
 
 
 def _manager(c: Cluster) -> str:
+    """The balancer-manager page, asked as clusterctl asks (its token from the header file)."""
+    header = manager_header(c.inv.frontends[0], c.frontend.root)
     url = f"http://127.0.0.1:{c.ports['admin']}/balancer-manager"
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return str(resp.read().decode())
+    return subprocess.run(
+        ["curl", "-fsS", "--max-time", "5", "-H", f"@{header}", "--", url],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=True,
+    ).stdout
 
 
 def _member_row(page: str, backend: str) -> str:

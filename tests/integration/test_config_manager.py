@@ -66,7 +66,8 @@ def status(c: Cluster, *curl_args: str) -> str:
 def apache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Frontend]]:
     if not have("apache"):
         pytest.skip("apache2 is not installed (bash scripts/setup.sh installs it)")
-    with running_cluster("apache", tmp_path_factory.mktemp("manager")) as c:
+    work = tmp_path_factory.mktemp("manager")
+    with running_cluster("apache", work, manager_token=False) as c:
         # The front end as admin.py sees it on the host: its config where this test put it.
         fe = c.inv.frontends[0]
         config = f"{c.frontend.root}{ApacheDriver().paths(fe).config}"
