@@ -368,7 +368,10 @@ def status(inventory: Inventory, output: OutputFormat = "text") -> None:
             for chunk in cluster.each_frontend(lambda fe, r: admin.views(r, inv, fe))
             for v in chunk
         ]
-        note = ro.interrupted(inv, ro.load_state(cluster))
+        try:
+            note = ro.interrupted(inv, ro.load_state(cluster))
+        except ClusterctlError as exc:  # the views above are still worth showing
+            note = f"the rollout record cannot be read: {exc}"
     if fmt == "json":
         _out(json.dumps([asdict(v) for v in views], indent=2))
     else:

@@ -2,7 +2,8 @@
 
 Every front end is told at once; a pool never drops below the floor; any failure stops the
 rollout where it is with every other node serving, and the report names the node, the step and
-the reason. Progress is recorded on the lock host so `--resume` continues where it stopped.
+the reason. Progress is recorded on a majority of the cluster's hosts (the lock's quorum) so
+`--resume` continues where it stopped, even with one host lost.
 
 Drain stops new sessions but HAProxy and Apache still send a drained node the clients pinned to
 it by their sticky cookie; once its requests are done the node goes to maint (no request at all,
@@ -77,8 +78,8 @@ __all__ = [
 
 
 def state_file(cluster: str) -> str:
-    """Where a rollout records its progress on the lock host: one file per cluster, so two
-    inventories whose front ends share a host never resume from each other's record."""
+    """Where a rollout records its progress on each host of the quorum: one file per cluster,
+    so two inventories whose hosts overlap never resume from each other's record."""
     return f"{STATE_DIR}/rollout/{cluster}.json"
 
 

@@ -240,20 +240,36 @@ def nginx_live_states(inv: Inventory, fe: Frontend, conf: bytes | None) -> dict[
     """
     out: dict[str, str] = {}
     for pool in pools_of(inv, fe):
+        block = _nginx_upstream(conf, pool.name)
         for s in pool.servers:
             marker = _nginx_marker(s.address, s.port)
-            if conf is None or marker not in conf:
+            if block is None or marker not in block:
                 out.setdefault(s.name, s.state)
                 continue
-            params = conf.split(marker, 1)[1].split(b";", 1)[0].split()
+            params = block.split(marker, 1)[1].split(b";", 1)[0].split()
             if b"down" in params:
-                state = "maint" if s.state == "maint" else "drain"
+                # Before 1.29.6 a sticky pool gives each server an upstream of its own, kept
+                # for a drained server (its pinned clients stay) and dropped for one in maint.
+                own = f"upstream {pool.name}~{s.name} {{".encode()
+                per_server = f"upstream {pool.name}~".encode()
+                dropped = conf is not None and per_server in conf and own not in conf
+                state = "maint" if s.state == "maint" or dropped else "drain"
             elif b"drain" in params:
                 state = "drain"
             else:
                 state = "ready"
             out.setdefault(s.name, state)
     return out
+
+
+def _nginx_upstream(conf: bytes | None, pool: str) -> bytes | None:
+    """The body of the pool's own `upstream NAME { ... }` block in an nginx config."""
+    if conf is None:
+        return None
+    head = f"upstream {pool} {{".encode()
+    if head not in conf:
+        return None
+    return conf.split(head, 1)[1].split(b"}", 1)[0]
 
 
 def _nginx_conf(files: dict[str, LiveFile], fe: Frontend) -> bytes | None:
