@@ -48,6 +48,12 @@ def file_binds(host_dir: Path) -> list[tuple[str, str]]:
 # keys. Appends in place: the files are bind mounts, which useradd's rename-into-place would
 # fail on. sshd reads a user's keys as that user, so the user gets a copy it can read.
 _ADD_USER = r"""set -e
+for f in /etc/passwd /etc/shadow /etc/group /etc/sudoers.d; do
+  awk -v m="$f" '$5 == m {found = 1} END {exit !found}' /proc/self/mountinfo || {
+    echo "$f is the machine's, not this host's own (is sudo installed on the machine?)" >&2
+    exit 1
+  }
+done
 grep -q "^$1:" /etc/passwd || printf '%s:x:%s:%s::/:/bin/bash\n' "$1" "$2" "$2" >> /etc/passwd
 grep -q "^$1:" /etc/group || printf '%s:x:%s:\n' "$1" "$2" >> /etc/group
 grep -v "^$1:" /etc/shadow > /etc/shadow.new || true
