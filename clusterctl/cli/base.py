@@ -1,0 +1,109 @@
+"""What every command shares: the app, its common options, and how results are printed."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from clusterctl import __version__
+from clusterctl.errors import ClusterctlError
+
+app = typer.Typer(
+    name="clusterctl",
+    help="Declarative HAProxy, nginx and Apache front ends for a web cluster: "
+    "validate and render an inventory, push it over SSH, roll out releases with zero failed "
+    "requests.",
+    epilog="Exit status: 0 success; 1 any error, usage errors included; 2 changes pending "
+    "(only plan --detailed-exitcode).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+Inventory = Annotated[
+    Path, typer.Option("--inventory", "-i", help="Inventory YAML file.", show_default=False)
+]
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def _version(value: bool) -> None:
+    if value:
+        _out(f"clusterctl {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    pass
+
+
+Limit = Annotated[
+    str | None,
+    typer.Option(
+        "--limit", help="Only these front ends (comma-separated names).", show_default=False
+    ),
+]
+Forks = Annotated[int, typer.Option("--forks", min=1, max=256, help="Hosts worked on at once.")]
+LockWait = Annotated[
+    float, typer.Option("--lock-wait", min=0, help="Seconds to wait for the cluster lock.")
+]
+OutputFormat = Annotated[str, typer.Option("--output", help="text or json.", show_default=True)]
+
+
+def _limit(text: str | None, known: list[str], flag: str = "--limit") -> list[str] | None:
+    """The names of a selection flag; None when it is not given.
+
+    A given but blank selection (`--limit ""`, an unset CI variable) is an error, never "all".
+    """
+    if text is None:
+        return None
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    if not names:
+        raise ClusterctlError(
+            f"{flag} {text!r} names nothing; name one or more of: {', '.join(sorted(known))}"
+        )
+    return names
+
+
+def _frontend_names(inv: Any) -> list[str]:
+    return [fe.name for fe in inv.frontends]
+
+
+def _output(value: str) -> str:
+    if value not in ("text", "json"):
+        raise ClusterctlError(f"--output must be text or json, not {value!r}")
+    return value
+
+
+def _emitter(fmt: str) -> Callable[[Any], None]:
+    from rich.text import Text
+
+    from clusterctl.rollout import event_json
+    from clusterctl.ui import console
+
+    err = console(stderr=True)
+
+    def emit(e: Any) -> None:
+        if fmt == "json":
+            _out(event_json(e))
+        else:
+            note = f" ({e.message})" if e.message else ""
+            err.print(Text(f"{e.node:<8} {e.step:<8} {e.status:<7} {e.elapsed:6.2f}s{note}"))
+
+    return emit

@@ -1,0 +1,116 @@
+"""lab up, down, status, ssh, load: the local network-namespace cluster."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from clusterctl.cli.base import (
+    OutputFormat,
+    _out,
+    _output,
+    app,
+)
+from clusterctl.errors import ClusterctlError
+
+lab_app = typer.Typer(help="A local cluster of network-namespace hosts to rehearse on.")
+app.add_typer(lab_app, name="lab")
+
+
+LabName = Annotated[str, typer.Argument(help="Lab name; keys every namespace, address and path.")]
+
+
+@lab_app.command("up")
+def lab_up(
+    name: LabName = "lab",
+    backends: Annotated[int, typer.Option("--backends", min=0, help="Backend hosts.")] = 3,
+    frontends: Annotated[
+        str, typer.Option("--frontends", help="Front-end kinds, comma-separated; may repeat.")
+    ] = "haproxy,nginx,apache",
+    output: OutputFormat = "text",
+) -> None:
+    """Build the local lab (idempotent): hosts in network namespaces with real sshd and servers."""
+    from clusterctl import lab
+
+    fmt = _output(output)
+    kinds = [k.strip() for k in frontends.split(",") if k.strip()]
+    info = lab.up(name, backends=backends, frontends=kinds)
+    if fmt == "json":
+        _out(info.to_json())
+        return
+    state = "already running" if info.already_running else "up"
+    _out(f"lab {info.name!r} {state} on {info.subnet}")
+    for h in info.hosts:
+        _out(f"  {h.name:<6} {h.role:<9} {h.kind:<8} {h.address:<16} {h.url}")
+    _out(f"inventory: {info.inventory_path}")
+    _out(
+        f"ssh: ssh -i {info.ssh_key_path} -o UserKnownHostsFile={info.known_hosts_path} root@ADDRESS"
+    )
+    _out(f"tear down: clusterctl lab down {info.name}")
+
+
+@lab_app.command("down")
+def lab_down(name: LabName = "lab") -> None:
+    """Remove the lab: every namespace, link, process and file it made."""
+    from clusterctl import lab
+
+    lab.down(name)
+    _out(f"lab {name!r} is down")
+
+
+@lab_app.command("status")
+def lab_status(name: LabName = "lab", output: OutputFormat = "text") -> None:
+    """Each lab host and whether its SSH and service answer."""
+    import json
+
+    from clusterctl import lab
+
+    fmt = _output(output)
+    hosts = lab.status(name)
+    if fmt == "json":
+        _out(json.dumps([h.to_dict() for h in hosts], indent=2))
+    else:
+        for h in hosts:
+            _out(
+                f"{h.name:<6} {h.role:<9} {h.kind:<8} {h.address:<16} "
+                f"ssh {'up' if h.ssh else 'DOWN'}  service {'up' if h.service else 'DOWN'}"
+                f"{'  ' + h.detail if h.detail else ''}"
+            )
+    if not all(h.ok for h in hosts):
+        raise typer.Exit(1)
+
+
+@lab_app.command("ssh", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def lab_ssh(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Argument(help="Lab host name (lb1, be2, ...).")],
+    name: Annotated[str, typer.Option("--lab", help="Lab name.")] = "lab",
+) -> None:
+    """Open a shell on a lab host (or run the command after --), host key checked strictly."""
+    import os
+
+    from clusterctl import lab
+
+    argv = lab.info(name).ssh_argv(host, *ctx.args)
+    os.execvp(argv[0], argv)  # noqa: S606 - an argv list, no shell: ssh takes over the terminal
+
+
+@lab_app.command("load")
+def lab_load(
+    name: LabName = "lab",
+    duration: Annotated[float, typer.Option("--duration", min=1, max=600, help="Seconds.")] = 20,
+    clients: Annotated[int, typer.Option("--clients", min=1, max=64, help="Per front end.")] = 4,
+    keepalive: Annotated[bool, typer.Option("--keepalive/--no-keepalive")] = True,
+) -> None:
+    """Send bounded steady traffic (GETs and POSTs) through every lab front end; count failures."""
+    from clusterctl import lab
+    from clusterctl.loadgen import load_all
+
+    urls = {h.name: h.url for h in lab.info(name).frontends}
+    reports = load_all(urls, clients=clients, duration=duration, keepalive=keepalive)
+    for host, report in reports.items():
+        _out(f"{host}: {report.summary()}")
+    failed = sum(r.failed for r in reports.values())
+    if failed:
+        raise ClusterctlError(f"{failed} failed request(s) through the lab's front ends")
