@@ -100,3 +100,15 @@ def test_http2_upload_without_a_length_is_held_to_max_body(cluster: Cluster) -> 
     refused = _h2_upload(port, DEFAULT_MAX_BODY + 1024 * 1024)
     assert refused in (("2 413",) if cluster.kind == "nginx" else ("2 413", "0 000")), refused
     assert delivered(cluster, "/h2/upload") == 1
+
+
+def test_the_body_filter_loses_no_request_under_steady_load(cluster: Cluster) -> None:
+    # The filter runs on every request: under the event MPM a Lua state shared by a thread's
+    # requests made Apache's children abort now and then, cutting requests in flight. A
+    # client that never resends (Connection: close, GETs and POSTs) sees every answer.
+    from clusterctl.loadgen import Load
+
+    url = f"http://127.0.0.1:{cluster.ports['web']}/"
+    report = Load(url, clients=8, duration=10, max_requests=6_000, keepalive=False).start().wait()
+    assert report.requests >= 500, report.summary()
+    assert report.failed == 0, report.summary()
