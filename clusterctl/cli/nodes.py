@@ -50,13 +50,16 @@ def rollout(
 ) -> None:
     """Upgrade backend nodes one batch at a time: drain, deploy, check privately, restore."""
     from clusterctl import rollout as ro
+    from clusterctl.execute.deploy import check_version
     from clusterctl.execute.runner import cluster_lock
     from clusterctl.model import load
 
     fmt = _output(output)
     inv = load(inventory)
     opts = ro.Options(version, pool, batch, drain_timeout, cut, resume)
-    ro.plan_batches(inv, opts)  # refuse a batch that breaks the floor before touching anything
+    # Every argument is checked before the lock is taken: a refused command leaves no trace.
+    check_version(version)
+    ro.plan_batches(inv, opts)  # a batch that breaks the floor is refused before anything
     with cluster_lock(inv, f"rollout {version}", lock_wait):
         report = ro.run(inv, opts, _emitter(fmt))
     if fmt == "text":

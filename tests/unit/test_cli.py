@@ -224,3 +224,10 @@ def test_a_blank_pool_is_an_error_naming_the_pools() -> None:
     res = cli("rollout", "-i", str(FULL), "--version", "2.0", "--pool", " ")
     assert res.returncode == 1
     assert "--pool names nothing; name one or more of:" in res.stderr
+
+
+def test_a_bad_rollout_version_is_refused_before_the_lock_or_any_host() -> None:
+    # full.yaml's hosts are TEST-NET addresses: reaching for the lock first would fail on SSH.
+    res = cli("rollout", "-i", str(FULL), "--version", "2.0; rm -rf /")
+    assert res.returncode == 1
+    assert res.stderr.startswith("error: --version '2.0; rm -rf /' is not a release name")
