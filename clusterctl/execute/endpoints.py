@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import paramiko
@@ -22,8 +23,20 @@ def _merge(*layers: SSH) -> dict[str, object]:
     return out
 
 
+SSH_CONFIG_ENV = "CLUSTERCTL_SSH_CONFIG"
+
+
+def ssh_config_path(config_path: Path | None = None) -> Path:
+    """The OpenSSH client config read for every host: the argument, else $CLUSTERCTL_SSH_CONFIG
+    (the tests point it at an empty file so a developer's own config never leaks in, as
+    fabric's tests guard against), else ~/.ssh/config."""
+    if config_path is not None:
+        return config_path
+    return Path(os.environ.get(SSH_CONFIG_ENV) or "~/.ssh/config").expanduser()
+
+
 def _ssh_config(address: str, config_path: Path | None) -> dict[str, object]:
-    path = config_path or Path("~/.ssh/config").expanduser()
+    path = ssh_config_path(config_path)
     if not path.is_file():
         return {}
     try:

@@ -102,3 +102,26 @@ def test_a_bad_proxyjump_in_ssh_config_is_a_one_line_error(tmp_path: Path) -> No
     cfg.write_text("Host lb-alias\n    Port twenty-two\n")
     with pytest.raises(SSHError, match="Port 'twenty-two' is not a port number"):
         frontend_endpoints(inv, ssh_config=cfg)
+
+
+def test_tests_never_read_the_developers_own_ssh_config() -> None:
+    import os
+
+    from clusterctl.execute.endpoints import SSH_CONFIG_ENV, ssh_config_path
+
+    path = ssh_config_path()
+    assert os.environ[SSH_CONFIG_ENV] == str(path)
+    assert path != Path("~/.ssh/config").expanduser()
+    assert path.read_text() == ""
+
+
+def test_the_ssh_config_can_be_named_by_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clusterctl.execute.endpoints import SSH_CONFIG_ENV
+
+    cfg = tmp_path / "other_config"
+    cfg.write_text(SSH_CONFIG)
+    monkeypatch.setenv(SSH_CONFIG_ENV, str(cfg))
+    ep = frontend_endpoints(parse(INV, "inventory.yaml"))["lb1"]
+    assert (ep.address, ep.user, ep.port) == ("192.0.2.10", "deploy", 2222)
