@@ -670,5 +670,5 @@ def test_a_deploy_whose_session_died_is_a_lost_connection_not_a_failed_command()
 
     # paramiko reports -1 when the channel closes without an exit status.
     remote = CurlRemote("", deploy_rc=-1)
-    with pytest.raises(SSHError, match="^connection to be1 lost during deploy$"):
+    with pytest.raises(SSHError, match=r"^connection to be1 lost during deploy$"):
         deploy.run_deploy(remote, inventory().deploy, "2.0", server_be1())  # type: ignore[arg-type]
