@@ -15,7 +15,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 
-from clusterctl.drivers import driver_for
+from clusterctl.drivers import DRIVERS, driver_for
 from clusterctl.execute.ssh import Remote
 from clusterctl.model.schema import Frontend
 
@@ -43,7 +43,11 @@ def pending_path(fe_name: str) -> str:
     return f"{frontend_state_dir(fe_name)}/reload-pending"
 
 
-_VERSION_RX = re.compile(r"(?:HAProxy version |nginx/|Apache/)(\d+(?:\.\d+){1,2})")
+_VERSION_RX = re.compile(
+    "(?:"
+    + "|".join(re.escape(d.version_prefix) for d in DRIVERS.values())
+    + r")(\d+(?:\.\d+){1,2})"
+)
 
 # What the bind preflight reads, with $pidf the server's pid file: whether the host may bind
 # addresses it does not have, its addresses, its listening TCP sockets with their processes,
@@ -147,7 +151,7 @@ class HostFacts:
 
 
 def version_binary(kind: str) -> str:
-    return {"haproxy": "haproxy", "nginx": "nginx", "apache": "apache2"}[kind]
+    return driver_for(kind).binary
 
 
 _SS_USER = re.compile(r'\("([^"]*)",pid=(\d+)')

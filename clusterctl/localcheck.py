@@ -19,8 +19,6 @@ from clusterctl.errors import ClusterctlError
 from clusterctl.model.schema import Frontend, Inventory
 from clusterctl.render import HostFiles, render_frontend
 
-PACKAGE = {"haproxy": "haproxy", "nginx": "nginx", "apache": "apache2"}
-
 
 @dataclass(frozen=True)
 class CheckResult:
@@ -57,7 +55,7 @@ def check_frontend(inv: Inventory, fe: Frontend) -> CheckResult:
     if exe is None:
         raise ClusterctlError(
             f"{fe.name}: cannot check a {fe.kind} config: {argv0} is not installed "
-            f"(apt-get install -y {PACKAGE[fe.kind]})"
+            f"(apt-get install -y {driver.package})"
         )
     # A short root: HAProxy checks that its admin socket path fits a unix socket (107 bytes).
     with tempfile.TemporaryDirectory(prefix="cc-") as tmp:

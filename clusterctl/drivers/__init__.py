@@ -11,4 +11,11 @@ DRIVERS: dict[str, Driver] = {d.kind: d for d in (HAProxyDriver(), NginxDriver()
 
 
 def driver_for(kind: str) -> Driver:
-    return DRIVERS[kind]
+    """The driver of a kind; an unknown kind is an error, never another kind's path."""
+    try:
+        return DRIVERS[kind]
+    except KeyError:
+        from clusterctl.errors import ClusterctlError
+
+        known = ", ".join(sorted(DRIVERS))
+        raise ClusterctlError(f"unknown front-end kind {kind!r} (known: {known})") from None

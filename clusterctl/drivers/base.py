@@ -7,15 +7,22 @@ adding one driver module and one template.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from clusterctl.model.semantics import frontend_services, service_pools
 from clusterctl.model.versions import kind_version
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from clusterctl.model.schema import Frontend, Inventory, Pool, Route, Service
     from clusterctl.render import File
+
+# A problem a kind-only check finds: the object and key whose position it carries, the
+# inventory path it names, its message (semantics.py turns it into a FILE:LINE:COL problem).
+Finding = tuple[Any, str, str, str]
 
 # Mozilla's server-side TLS guidelines (ssl-config.mozilla.org, version 5.7), ECDHE suites only
 # so no dhparam file is needed. Without a curve list OpenSSL also accepts X448 and secp521r1.
@@ -37,6 +44,10 @@ TLS_PROFILES: dict[str, dict[str, Any]] = {
         "curves": "X25519:prime256v1:secp384r1",
     },
 }
+
+
+# The paths only a kind with an admin socket has.
+ADMIN_SOCKET_PATHS = ("admin_socket", "state_file")
 
 
 @dataclass(frozen=True)
@@ -73,6 +84,95 @@ class Driver:
     defaults: ClassVar[KindPaths]
     reload: ClassVar[tuple[str, ...]]
     start: ClassVar[tuple[str, ...]]
+    # The server's executable: it validates configs and prints its version (`BINARY -v`).
+    binary: ClassVar[str]
+    # The names its processes run under (ss -p, ps): the first is the one verify expects.
+    processes: ClassVar[tuple[str, ...]]
+    # The Debian package that installs it.
+    package: ClassVar[str]
+    # What `BINARY -v` prints just before the version number.
+    version_prefix: ClassVar[str]
+    # What Debian 12 ships: the version to render for when the inventory names none.
+    default_version: ClassVar[tuple[int, ...]]
+    # Oldest release whose syntax the templates use.
+    min_version: ClassVar[tuple[int, ...]]
+    # Where it writes what goes wrong at a reload; "-" is the master's own standard error.
+    error_log: ClassVar[str]
+    # A line of that log announcing a failed reload (None: it announces none), and how long
+    # the log must stay quiet after it before the failure is final.
+    reload_failed_rx: ClassVar[re.Pattern[str] | None] = None
+    reload_quiet: ClassVar[float] = 0.5
+    # The balance methods it can express.
+    balance: ClassVar[frozenset[str]]
+    # Capabilities: it serves tcp services; it has an admin socket (paths.admin_socket,
+    # paths.state_file, hard_stop_after); it has an admin_port (balancer-manager); how a
+    # node is drained: by its runtime API, or by re-rendering the config and reloading.
+    serves_tcp: ClassVar[bool] = False
+    has_admin_socket: ClassVar[bool] = False
+    has_admin_port: ClassVar[bool] = False
+    drain: ClassVar[Literal["runtime", "rerender"]] = "runtime"
+    # What `clusterctl lab` needs of the kind: the other executables its lab service wrapper
+    # runs (besides binary), the folders a lab host gets its own copy of (filled from the
+    # machine's package files), the folders its empty /run must have before the server starts,
+    # and the wrapper itself: a shell function KIND_ctl that runs $ACTION (start, stop,
+    # reload, status) for lab/hostfiles.py's lab-service script.
+    lab_tools: ClassVar[tuple[str, ...]] = ()
+    lab_dirs: ClassVar[tuple[str, ...]] = ()
+    lab_run_dirs: ClassVar[tuple[str, ...]] = ()
+    lab_service: ClassVar[str]
+
+    def lab_seed(self, root: Path, host: str) -> dict[str, str]:
+        """The minimal config a lab host starts with: its files (path under root -> text).
+
+        Links the kind enables in its own folders (under root) are made here.
+        """
+        raise NotImplementedError
+
+    def lab_health(self, host_root: Path) -> tuple[bool, str]:
+        """A lab host's server, known to be running, checked further through its root."""
+        return True, f"{self.processes[0]} running"
+
+    def admin_socket(self, fe: Frontend) -> str:
+        """The runtime API's socket on the host ("" for a kind without one)."""
+        return self.paths(fe).admin_socket if self.has_admin_socket else ""
+
+    def check_frontend(self, fe: Frontend, where: str) -> list[Finding]:
+        """The front end's fields this kind cannot have."""
+        out: list[Finding] = []
+        if not self.has_admin_socket:
+            for attr in ADMIN_SOCKET_PATHS:
+                if getattr(fe.paths, attr) is not None:
+                    msg = f"only haproxy front ends have {attr}"
+                    out.append((fe.paths, attr, f"{where}.paths.{attr}", msg))
+            if "hard_stop_after" in fe.at:
+                msg = "only haproxy front ends have hard_stop_after"
+                out.append((fe, "hard_stop_after", f"{where}.hard_stop_after", msg))
+        return out
+
+    def check_admin_port(self, fe: Frontend, where: str) -> list[Finding]:
+        if self.has_admin_port or "admin_port" not in fe.at:
+            return []
+        msg = "only apache front ends have admin_port (balancer-manager)"
+        return [(fe, "admin_port", f"{where}.admin_port", msg)]
+
+    def check_service(self, fe: Frontend, svc: Service, where: str) -> list[Finding]:
+        """What this kind cannot serve of one of its services."""
+        if svc.mode == "tcp" and not self.serves_tcp:
+            key = "services" if fe.services is not None else "kind"
+            msg = (
+                f"tcp service {svc.name!r} needs an haproxy front end; "
+                f"list this front end's services without it"
+            )
+            return [(fe, key, f"{where}.services", msg)]
+        return []
+
+    def check_pool(self, fe: Frontend, pool: Pool, where: str) -> list[Finding]:
+        """What this kind cannot express of one pool it balances (`where`: pools[N])."""
+        if pool.balance in self.balance:
+            return []
+        ok = ", ".join(sorted(self.balance))
+        msg = f"{fe.kind} front end {fe.name!r} cannot balance by {pool.balance} (it can: {ok})"
+        return [(pool, "balance", f"{where}.balance", msg)]
 
     def paths(self, fe: Frontend) -> KindPaths:
         p = fe.paths

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from clusterctl.drivers.base import Driver, KindPaths
 from clusterctl.model.semantics import frontend_services, service_pools
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from clusterctl.model.schema import Frontend, Inventory, Service
 
 
@@ -32,6 +35,68 @@ HOLD_FAILOVER = (
 )
 
 
+# clusterctl lab: the master in the foreground with its log, as systemd runs it.
+LAB_SERVICE = r"""
+haproxy_ctl() {
+    CFG=/etc/haproxy/haproxy.cfg
+    PIDF=/run/haproxy.pid
+    case "$ACTION" in
+    start)
+        if pid=$(pid_from $PIDF); then echo "haproxy already running (master pid $pid)"; return 0; fi
+        mkdir -p /run/haproxy /var/log/haproxy
+        # The master in the foreground with its standard error in a log, as systemd runs it
+        # (-Ws, into the journal): that is where HAProxy says why a reload failed. -D would
+        # send it to /dev/null.
+        rm -f $PIDF
+        setsid haproxy -W -p $PIDF -f $CFG </dev/null >>/var/log/haproxy/master.log 2>&1 &
+        bg=$!
+        i=0
+        until pid=$(pid_from $PIDF); do
+            kill -0 $bg 2>/dev/null || { echo "haproxy failed to start: $(tail -n 3 /var/log/haproxy/master.log)" >&2; return 1; }
+            i=$((i + 1)); [ $i -gt 100 ] && { echo "haproxy did not start" >&2; return 1; }
+            sleep 0.05
+        done
+        echo "haproxy started (master pid $pid)" ;;
+    stop)
+        pid=$(pid_from $PIDF) || { echo "haproxy not running"; return 0; }
+        kill -USR1 "$pid"
+        wait_gone "$pid" 100 || kill -TERM "$pid"
+        wait_gone "$pid" 20 || kill -KILL "$pid"
+        rm -f $PIDF
+        echo "haproxy stopped" ;;
+    reload)
+        pid=$(pid_from $PIDF) || { echo "haproxy not running" >&2; return 1; }
+        haproxy -c -q -f $CFG || { echo "haproxy: configuration invalid, not reloaded" >&2; return 1; }
+        kill -USR2 "$pid" || return 1
+        echo "haproxy reloaded (master pid $pid)" ;;
+    status)
+        if pid=$(pid_from $PIDF); then echo "haproxy running (master pid $pid)"; return 0; fi
+        echo "haproxy stopped"; return 3 ;;
+    *) usage ;;
+    esac
+}
+"""
+
+LAB_CFG = """# clusterctl lab: minimal haproxy configuration (replaced by clusterctl apply)
+global
+\tchroot /var/lib/haproxy
+\tstats socket /run/haproxy/admin.sock mode 660 level admin
+\tstats timeout 30s
+\tuser haproxy
+\tgroup haproxy
+
+defaults
+\tmode http
+\ttimeout connect 5s
+\ttimeout client 50s
+\ttimeout server 50s
+
+frontend lab-stats
+\tbind 127.0.0.1:8404
+\thttp-request return status 200 content-type text/plain string "{host} haproxy\\n"
+"""
+
+
 class HAProxyDriver(Driver):
     kind = "haproxy"
     template = "haproxy/haproxy.cfg.j2"
@@ -52,11 +117,37 @@ class HAProxyDriver(Driver):
         "/run/haproxy.pid",
     )
     start = ("systemctl", "start", "haproxy")
+    binary = "haproxy"
+    processes = ("haproxy",)
+    package = "haproxy"
+    lab_dirs = ("/etc/haproxy", "/var/lib/haproxy")
+    lab_run_dirs = ("/run/haproxy",)
+    lab_service = LAB_SERVICE
+    version_prefix = "HAProxy version "
+    default_version = (2, 6)
+    min_version = (2, 2)
+    # The master writes its reload ALERTs to its own standard error and nowhere else;
+    # "Loading failure!" is its last word.
+    error_log = "-"
+    reload_failed_rx = re.compile(r"Loading failure|Failed to load the new configuration")
+    reload_quiet = 0.1
+    balance = frozenset({"roundrobin", "leastconn", "source", "random", "first"})
+    serves_tcp = True
+    has_admin_socket = True
+    drain = "runtime"
 
     def support_files(self, inv: Inventory, fe: Frontend) -> dict[str, str]:
         if not any(s.mode == "http" for s in frontend_services(inv, fe)):
             return {}
         return {self.body_limit_path(fe): "haproxy/body-limit.lua.j2"}
+
+    def lab_seed(self, root: Path, host: str) -> dict[str, str]:
+        return {"etc/haproxy/haproxy.cfg": LAB_CFG.format(host=host)}
+
+    def lab_health(self, host_root: Path) -> tuple[bool, str]:
+        if not (host_root / self.defaults.admin_socket.lstrip("/")).exists():
+            return False, "haproxy running, admin socket missing"
+        return True, "haproxy running, admin socket present"
 
     def validate_argv(self, config: str, root: str = "") -> list[str]:
         # No -q: with it, haproxy -c is silent about the error too ("rejected the config: ").

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
-from clusterctl.drivers.base import Driver, KindPaths
+from clusterctl.drivers.base import Driver, Finding, KindPaths
 from clusterctl.drivers.nginx_sticky import sticky_plan
-from clusterctl.model.versions import NGINX_STICKY_COOKIE
+from clusterctl.model.versions import NGINX_STICKY_COOKIE, kind_version
 
 if TYPE_CHECKING:
-    from clusterctl.model.schema import Frontend, Inventory, Route
+    from pathlib import Path
+
+    from clusterctl.model.schema import Frontend, Inventory, Pool, Route
 
 
 def server_routes(routes: list[Route], host: str | None) -> list[Route]:
@@ -37,6 +40,59 @@ def server_routes(routes: list[Route], host: str | None) -> list[Route]:
     return mine + rest
 
 
+# clusterctl lab's service wrapper.
+LAB_SERVICE = r"""
+nginx_ctl() {
+    PIDF=/run/nginx.pid
+    case "$ACTION" in
+    start)
+        if pid=$(pid_from $PIDF); then echo "nginx already running (master pid $pid)"; return 0; fi
+        nginx -q || { echo "nginx failed to start" >&2; return 1; }
+        echo "nginx started (master pid $(cat $PIDF))" ;;
+    stop)
+        pid=$(pid_from $PIDF) || { echo "nginx not running"; return 0; }
+        nginx -s quit
+        wait_gone "$pid" 100 || kill -TERM "$pid"
+        wait_gone "$pid" 20 || kill -KILL "$pid"
+        echo "nginx stopped" ;;
+    reload)
+        pid=$(pid_from $PIDF) || { echo "nginx not running" >&2; return 1; }
+        nginx -t -q || { echo "nginx: configuration invalid, not reloaded" >&2; return 1; }
+        nginx -s reload || return 1
+        echo "nginx reloaded (master pid $pid)" ;;
+    status)
+        if pid=$(pid_from $PIDF); then echo "nginx running (master pid $pid)"; return 0; fi
+        echo "nginx stopped"; return 3 ;;
+    *) usage ;;
+    esac
+}
+"""
+
+LAB_CONF = """# clusterctl lab: minimal nginx configuration (replaced by clusterctl apply)
+user www-data;
+worker_processes 1;
+pid /run/nginx.pid;
+error_log /var/log/nginx/error.log;
+
+events {{
+\tworker_connections 768;
+}}
+
+http {{
+\tinclude /etc/nginx/mime.types;
+\tdefault_type application/octet-stream;
+\taccess_log /var/log/nginx/access.log;
+\tsendfile on;
+\tkeepalive_timeout 65;
+
+\tserver {{
+\t\tlisten 127.0.0.1:8404 default_server;
+\t\tlocation / {{ return 200 "{host} nginx\\n"; }}
+\t}}
+}}
+"""
+
+
 class NginxDriver(Driver):
     kind = "nginx"
     template = "nginx/nginx.conf.j2"
@@ -47,6 +103,45 @@ class NginxDriver(Driver):
     # The only folders its paths.* may name without outside_paths (semantics.py checks).
     own_paths = ("/etc/nginx", "/run/nginx", "/var/lib/nginx", "/var/log/nginx", "/run/nginx.pid")
     start = ("systemctl", "start", "nginx")
+    binary = "nginx"
+    processes = ("nginx",)
+    package = "nginx"
+    lab_dirs = ("/etc/nginx", "/var/lib/nginx")
+    lab_service = LAB_SERVICE
+    version_prefix = "nginx/"
+    default_version = (1, 22, 1)
+    min_version = (1, 19, 5)
+    error_log = "/var/log/nginx/error.log"
+    # It retries a bind every half second, five times.
+    reload_failed_rx = re.compile(r"\[emerg\]")
+    reload_quiet = 0.7
+    balance = frozenset({"roundrobin", "leastconn", "source", "random"})
+    drain = "rerender"
+
+    def check_pool(self, fe: Frontend, pool: Pool, where: str) -> list[Finding]:
+        out = super().check_pool(fe, pool, where)
+        version = kind_version(fe)
+        if version >= NGINX_STICKY_COOKIE:
+            return out
+        has_backup = any(s.backup for s in pool.servers)
+        hashing = pool.sticky is not None or pool.balance in ("source", "random")
+        if has_backup and hashing:
+            msg = (
+                f"nginx {fe.version or '.'.join(map(str, version))} on {fe.name!r} cannot combine "
+                f"backup servers with {'sticky sessions' if pool.sticky else pool.balance}; "
+                f"nginx 1.29.6 or newer can (set the front end's version)"
+            )
+            out.append((pool, "servers", f"{where}.servers", msg))
+        if pool.sticky is not None and pool.balance != "roundrobin":
+            msg = (
+                f"nginx before 1.29.6 keeps sessions sticky with a consistent hash, which replaces "
+                f"balance: {pool.balance}; use roundrobin or nginx 1.29.6+"
+            )
+            out.append((pool, "balance", f"{where}.balance", msg))
+        return out
+
+    def lab_seed(self, root: Path, host: str) -> dict[str, str]:
+        return {"etc/nginx/nginx.conf": LAB_CONF.format(host=host)}
 
     def validate_argv(self, config: str, root: str = "") -> list[str]:
         argv = ["nginx", "-t", "-q", "-c", config]

@@ -14,28 +14,16 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from clusterctl.drivers import driver_for
+from clusterctl.drivers import DRIVERS, driver_for
 from clusterctl.execute.ssh import Remote, quote
 from clusterctl.execute.steps import PATH, StepFailed, check
 from clusterctl.facts import parse_socket
 from clusterctl.model.schema import Frontend
 
-# Where each kind writes what goes wrong at a reload. "-" is the master's own standard error,
-# wherever it points: a log file, or the journal (systemd's -Ws unit), read with journalctl.
-# HAProxy's master writes its reload ALERTs there and nowhere else.
-SERVER_LOG = {
-    "haproxy": "-",
-    "nginx": "/var/log/nginx/error.log",
-    "apache": "/var/log/apache2/error.log",
-}
-# Lines of a server's log that announce a failed reload (the server keeps its old workers).
-_FAILED_RX = {
-    "haproxy": re.compile(r"Loading failure|Failed to load the new configuration"),
-    "nginx": re.compile(r"\[emerg\]"),
-}
-# How long the log must stay quiet after that line before the failure is final: HAProxy's
-# "Loading failure!" is its last word; nginx retries a bind every half second, five times.
-_QUIET = {"haproxy": 0.1, "nginx": 0.7}
+# Each driver names where its server writes what goes wrong at a reload (error_log; "-" is the
+# master's own standard error, wherever it points: a log file, or the journal of systemd's -Ws
+# unit, read with journalctl), the line that announces a failed reload (the server keeps its
+# old workers) and how long the log must stay quiet after it before the failure is final.
 _WORDS_RX = re.compile(r"ALERT|\[emerg\]|\[alert\]|:emerg\]|:alert\]|\[crit\]|:crit\]|\[error\]")
 
 # $1 pid file; $2 log: a file, "-" (the master's stderr) or "journal:PID:SINCE" as an earlier
@@ -120,7 +108,7 @@ def _log_words(lines: list[str]) -> str:
     return " | ".join(unique)[-800:]
 
 
-_SERVER_PROCESSES = frozenset({"haproxy", "nginx", "apache2", "httpd"})
+_SERVER_PROCESSES = frozenset(p for d in DRIVERS.values() for p in d.processes)
 
 
 def port_conflicts(remote: Remote, ports: frozenset[int]) -> str:
@@ -148,7 +136,7 @@ def reload_and_confirm(
     holding one of them is the usual reason, and is named beside the server's own words.
     """
     driver = driver_for(fe.kind)
-    before = watch(remote, fe, SERVER_LOG.get(fe.kind, "-"))
+    before = watch(remote, fe, driver.error_log)
     log, offset = before.log, before.size
     if before.master is None:
         argv = driver.start_argv(fe)
@@ -165,7 +153,7 @@ def reload_and_confirm(
     conflicts_checked = before.size is not None  # the server's words are readable
     failed_size: int | None = None
     failed_since = 0.0
-    failed_rx = _FAILED_RX.get(fe.kind)
+    failed_rx = driver.reload_failed_rx
 
     def failed(why: str) -> StepFailed:
         words = [w for w in (port_conflicts(remote, ports), _log_words(text)) if w]
@@ -198,7 +186,7 @@ def reload_and_confirm(
         if failed_rx is not None and any(failed_rx.search(ln) for ln in now.text):
             if now.size != failed_size:
                 failed_size, failed_since = now.size, time.monotonic()
-            elif time.monotonic() - failed_since > _QUIET.get(fe.kind, 0.5):
+            elif time.monotonic() - failed_since > driver.reload_quiet:
                 raise failed("the new configuration did not load")
         # A server that was running and is gone did not reload, it died (Apache exits when a
         # graceful restart cannot bind or load a certificate): say so now, so the rollback

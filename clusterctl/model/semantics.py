@@ -8,16 +8,7 @@ from typing import Any
 from clusterctl.errors import Problem
 from clusterctl.model.pathcheck import under
 from clusterctl.model.schema import Frontend, Inventory, Pool, Service
-from clusterctl.model.versions import NGINX_STICKY_COOKIE, kind_version, parse_version
-
-# Oldest release of each kind whose syntax the templates use.
-MIN_VERSION = {"haproxy": (2, 2), "nginx": (1, 19, 5), "apache": (2, 4, 30)}
-BALANCE_SUPPORT = {
-    "haproxy": {"roundrobin", "leastconn", "source", "random", "first"},
-    "nginx": {"roundrobin", "leastconn", "source", "random"},
-    "apache": {"roundrobin", "leastconn"},
-}
-HAPROXY_ONLY_PATHS = ("admin_socket", "state_file")
+from clusterctl.model.versions import parse_version
 
 
 class _Report:
@@ -254,90 +245,32 @@ def _check_paths(fe: Frontend, where: str, r: _Report) -> None:
 
 
 def _check_frontend(inv: Inventory, fe: Frontend, where: str, r: _Report) -> None:
+    from clusterctl.drivers import driver_for  # the drivers import this module
+
+    driver = driver_for(fe.kind)
+    findings = []
     _check_paths(fe, where, r)
-    version = kind_version(fe)
-    if fe.version is not None and parse_version(fe.version) < MIN_VERSION[fe.kind]:
-        need = ".".join(map(str, MIN_VERSION[fe.kind]))
+    if fe.version is not None and parse_version(fe.version) < driver.min_version:
+        need = ".".join(map(str, driver.min_version))
         r.add(
             fe,
             "version",
             f"{where}.version",
             f"{fe.kind} {fe.version} is too old; clusterctl needs {need} or newer",
         )
-    if fe.kind != "haproxy":
-        for attr in HAPROXY_ONLY_PATHS:
-            if getattr(fe.paths, attr) is not None:
-                r.add(
-                    fe.paths, attr, f"{where}.paths.{attr}", f"only haproxy front ends have {attr}"
-                )
-        if "hard_stop_after" in fe.at:
-            r.add(
-                fe,
-                "hard_stop_after",
-                f"{where}.hard_stop_after",
-                "only haproxy front ends have hard_stop_after",
-            )
+    findings += driver.check_frontend(fe, where)
     sock = fe.paths.admin_socket
     if sock is not None and len(sock) > 80:
         # A unix socket path holds 107 bytes; keep room for the staging root apply checks under.
-        r.add(
-            fe.paths, "admin_socket", f"{where}.paths.admin_socket", "is longer than 80 characters"
-        )
-    if fe.kind != "apache" and "admin_port" in fe.at:
-        r.add(
-            fe,
-            "admin_port",
-            f"{where}.admin_port",
-            "only apache front ends have admin_port (balancer-manager)",
-        )
-    old_nginx = fe.kind == "nginx" and version < NGINX_STICKY_COOKIE
+        msg = "is longer than 80 characters"
+        findings.append((fe.paths, "admin_socket", f"{where}.paths.admin_socket", msg))
+    findings += driver.check_admin_port(fe, where)
     for svc in frontend_services(inv, fe):
-        if svc.mode == "tcp" and fe.kind != "haproxy":
-            r.add(
-                fe,
-                "services" if fe.services is not None else "kind",
-                f"{where}.services",
-                f"tcp service {svc.name!r} needs an haproxy front end; "
-                f"list this front end's services without it",
-            )
-        if fe.kind == "apache" and any(ln.port == fe.admin_port for ln in svc.listen):
-            r.add(
-                fe,
-                "admin_port",
-                f"{where}.admin_port",
-                f"port {fe.admin_port} is service {svc.name!r}'s; pick another admin_port",
-            )
+        findings += driver.check_service(fe, svc, where)
         for pool in service_pools(inv, svc):
-            pw = f"pools[{inv.pools.index(pool)}]"
-            if pool.balance not in BALANCE_SUPPORT[fe.kind]:
-                ok = ", ".join(sorted(BALANCE_SUPPORT[fe.kind]))
-                r.add(
-                    pool,
-                    "balance",
-                    f"{pw}.balance",
-                    f"{fe.kind} front end {fe.name!r} cannot balance by {pool.balance} (it can: {ok})",
-                )
-            if not old_nginx:
-                continue
-            has_backup = any(s.backup for s in pool.servers)
-            hashing = pool.sticky is not None or pool.balance in ("source", "random")
-            if has_backup and hashing:
-                r.add(
-                    pool,
-                    "servers",
-                    f"{pw}.servers",
-                    f"nginx {fe.version or '.'.join(map(str, version))} on {fe.name!r} cannot combine "
-                    f"backup servers with {'sticky sessions' if pool.sticky else pool.balance}; "
-                    f"nginx 1.29.6 or newer can (set the front end's version)",
-                )
-            if pool.sticky is not None and pool.balance != "roundrobin":
-                r.add(
-                    pool,
-                    "balance",
-                    f"{pw}.balance",
-                    f"nginx before 1.29.6 keeps sessions sticky with a consistent hash, which replaces "
-                    f"balance: {pool.balance}; use roundrobin or nginx 1.29.6+",
-                )
+            findings += driver.check_pool(fe, pool, f"pools[{inv.pools.index(pool)}]")
+    for obj, key, path, message in findings:
+        r.add(obj, key, path, message)
 
 
 def _missing(what: str, name: str, known: Iterable[str]) -> str:

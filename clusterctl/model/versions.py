@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from clusterctl.model.schema import Frontend
 
-# What Debian 12 ships: the version to render for when the inventory names none.
-DEFAULT_VERSION = {"haproxy": (2, 6), "nginx": (1, 22, 1), "apache": (2, 4, 62)}
 # Open-source nginx gained `sticky cookie` and the `drain` server flag in 1.29.6.
 NGINX_STICKY_COOKIE = (1, 29, 6)
 
@@ -15,4 +13,9 @@ def parse_version(text: str) -> tuple[int, ...]:
 
 
 def kind_version(fe: Frontend) -> tuple[int, ...]:
-    return parse_version(fe.version) if fe.version else DEFAULT_VERSION[fe.kind]
+    """The version to render for: the inventory's, else the driver's default."""
+    if fe.version:
+        return parse_version(fe.version)
+    from clusterctl.drivers import driver_for  # the drivers import this module
+
+    return driver_for(fe.kind).default_version

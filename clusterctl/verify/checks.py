@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
+from clusterctl.drivers import driver_for
 from clusterctl.errors import ClusterctlError
 from clusterctl.facts import manifest_path
 from clusterctl.plan import prunable
 from clusterctl.verify.plugin import HOST_PROPERTY, RELEASE_PROPERTY, ROLE_PROPERTY
 from clusterctl.verify.targets import (
-    SERVER_PROCESS,
     BackendTarget,
     Connections,
     Expected,
@@ -165,7 +165,7 @@ def _tcp_sockets(sockets: list[str]) -> str:
 
 def test_frontend_server_running(frontend: str, conn: Connections) -> None:
     """The server process (haproxy, nginx, apache2) runs on the front end."""
-    process = SERVER_PROCESS[_fe(conn, frontend).kind]
+    process = driver_for(_fe(conn, frontend).kind).processes[0]
     with reach(frontend):
         running = conn.frontend(frontend).process.filter(comm=process)
     if not running:

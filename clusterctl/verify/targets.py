@@ -38,7 +38,6 @@ ENV_LAB = "CLUSTERCTL_VERIFY_LAB"
 ENV_LIMIT = "CLUSTERCTL_VERIFY_LIMIT"
 ENV_RELEASE = "CLUSTERCTL_VERIFY_RELEASE"
 
-SERVER_PROCESS = {"haproxy": "haproxy", "nginx": "nginx", "apache": "apache2"}
 SBIN = "PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin; "
 DIFF_LINES = 60
 
@@ -151,7 +150,7 @@ def _frontend_target(inv: Inventory, fe: Frontend) -> FrontendTarget:
         secret=frozenset(p for p, f in files.items() if f.secret),
         listeners=tuple(sorted(listeners, key=lambda ln: (ln.port, ln.address))),
         admin_port=fe.admin_port,
-        admin_socket=driver_for(fe.kind).paths(fe).admin_socket if fe.kind == "haproxy" else "",
+        admin_socket=driver_for(fe.kind).admin_socket(fe),
     )
 
 
