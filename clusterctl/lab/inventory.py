@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ruamel.yaml import YAML
 
-if TYPE_CHECKING:
-    from clusterctl.lab.core import LabInfo
+from clusterctl.lab.types import LabInfo
 
 
 def lab_inventory(info: LabInfo) -> dict[str, Any]:

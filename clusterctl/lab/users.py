@@ -13,12 +13,9 @@ import shlex
 import shutil
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from clusterctl.errors import ClusterctlError
-
-if TYPE_CHECKING:
-    from clusterctl.lab.core import LabInfo
+from clusterctl.lab.types import LabInfo
 
 PRIVATE_FILES = ("/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", "/etc/sudoers")
 USER_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
