@@ -22,6 +22,7 @@ from clusterctl.errors import ClusterctlError
 from clusterctl.facts import manifest_path
 from clusterctl.plan import prunable
 from clusterctl.verify.plugin import HOST_PROPERTY, RELEASE_PROPERTY, ROLE_PROPERTY
+from clusterctl.verify.probes import http_probe, listening, tcp_connect
 from clusterctl.verify.targets import (
     BackendTarget,
     Connections,
@@ -32,11 +33,8 @@ from clusterctl.verify.targets import (
     Settings,
     Targets,
     expected_files,
-    http_probe,
-    listening,
     make_targets,
     server_version,
-    tcp_connect,
 )
 
 __all__ = [
