@@ -95,6 +95,7 @@ class ApacheDriver(Driver):
     balance = frozenset({"roundrobin", "leastconn"})
     has_admin_port = True
     drain = "runtime"
+    control = "balancer-manager"
     reload = ("apache2ctl", "graceful")
     # The only folders its paths.* may name without outside_paths (semantics.py checks).
     own_paths = (

@@ -111,6 +111,9 @@ class Driver:
     has_admin_socket: ClassVar[bool] = False
     has_admin_port: ClassVar[bool] = False
     drain: ClassVar[Literal["runtime", "rerender"]] = "runtime"
+    # Which runtime interface changes a server's state and reports the servers' live view
+    # (execute/admin.py runs the one named here; a kind without one cannot be drained).
+    control: ClassVar[Literal["admin-socket", "balancer-manager", "rerender", ""]] = ""
     # What `clusterctl lab` needs of the kind: the other executables its lab service wrapper
     # runs (besides binary), the folders a lab host gets its own copy of (filled from the
     # machine's package files), the folders its empty /run must have before the server starts,

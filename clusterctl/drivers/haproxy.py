@@ -135,6 +135,7 @@ class HAProxyDriver(Driver):
     serves_tcp = True
     has_admin_socket = True
     drain = "runtime"
+    control = "admin-socket"
 
     def support_files(self, inv: Inventory, fe: Frontend) -> dict[str, str]:
         if not any(s.mode == "http" for s in frontend_services(inv, fe)):

@@ -117,6 +117,7 @@ class NginxDriver(Driver):
     reload_quiet = 0.7
     balance = frozenset({"roundrobin", "leastconn", "source", "random"})
     drain = "rerender"
+    control = "rerender"
 
     def check_pool(self, fe: Frontend, pool: Pool, where: str) -> list[Finding]:
         out = super().check_pool(fe, pool, where)

@@ -188,54 +188,55 @@ def nginx_sessions(remote: Remote, fe: Frontend, address: str, port: int) -> int
     return int(text)
 
 
-# ---------------------------------------------------------------------------- per kind
+# ---------------------------------------------------------------------------- by control
+
+
+def _control(fe: Frontend) -> str:
+    control = driver_for(fe.kind).control
+    if not control:
+        raise AdminError(
+            f"{fe.name}: a {fe.kind} front end has no runtime control clusterctl can drive"
+        )
+    return control
 
 
 def preflight(remote: Remote, inv: Inventory, fe: Frontend) -> None:
     """Before a drain, restore or rollout touches anything: can this front end take it?
 
-    nginx changes states by re-rendering, so its live config must be this inventory's.
+    A front end changed by re-rendering must run exactly this inventory's config.
     """
-    if fe.kind == "nginx":
+    if _control(fe) == "rerender":
         _nginx_checked(remote, inv, fe)
 
 
-def set_state(
-    remote: Remote,
-    inv: Inventory,
-    fe: Frontend,
-    node: str,
-    state: str,
-    others: dict[str, str] | None = None,
+def _socket_set(
+    remote: Remote, inv: Inventory, fe: Frontend, node: str, state: str, others: dict[str, str]
 ) -> None:
-    """Put `node` in `state` (ready | drain | maint) on one front end.
-
-    `others` are runtime states of other nodes that must hold too (nginx renders all at once).
-    """
-    pools = node_pools(inv, fe, node)
-    if not pools:
-        return
-    if fe.kind == "haproxy":
-        for pool in pools:
-            out = haproxy_command(remote, fe, f"set server {pool.name}/{node} state {state}")
-            if out.strip():
-                raise AdminError(f"{fe.name}: HAProxy refused {pool.name}/{node}: {out.strip()}")
-        # Keep the runtime state across reloads (load-server-state-from-file reads this).
-        state_file = driver_for("haproxy").paths(fe).state_file
-        dump = haproxy_command(remote, fe, "show servers state")
-        remote.sh('mkdir -p -- "$(dirname -- "$1")" && cat > "$1"', state_file, stdin=dump.encode())
-    elif fe.kind == "apache":
-        apache_set(remote, fe, node, state)
-    else:
-        nginx_apply(remote, inv, fe, node, state, others or {})
+    for pool in node_pools(inv, fe, node):
+        out = haproxy_command(remote, fe, f"set server {pool.name}/{node} state {state}")
+        if out.strip():
+            raise AdminError(f"{fe.name}: HAProxy refused {pool.name}/{node}: {out.strip()}")
+    # Keep the runtime state across reloads (load-server-state-from-file reads this).
+    state_file = driver_for(fe.kind).paths(fe).state_file
+    dump = haproxy_command(remote, fe, "show servers state")
+    remote.sh('mkdir -p -- "$(dirname -- "$1")" && cat > "$1"', state_file, stdin=dump.encode())
 
 
-def views(remote: Remote, inv: Inventory, fe: Frontend) -> list[ServerView]:
-    """Every server of this front end's pools as it sees them now."""
-    if fe.kind == "haproxy":
-        return parse_haproxy_stat(fe.name, haproxy_command(remote, fe, "show stat"))
-    if fe.kind == "apache":
-        return apache_view(fe.name, apache_workers(remote, fe))
+def _manager_set(
+    remote: Remote, inv: Inventory, fe: Frontend, node: str, state: str, others: dict[str, str]
+) -> None:
+    apache_set(remote, fe, node, state)
+
+
+def _socket_views(remote: Remote, inv: Inventory, fe: Frontend) -> list[ServerView]:
+    return parse_haproxy_stat(fe.name, haproxy_command(remote, fe, "show stat"))
+
+
+def _manager_views(remote: Remote, inv: Inventory, fe: Frontend) -> list[ServerView]:
+    return apache_view(fe.name, apache_workers(remote, fe))
+
+
+def _rerender_views(remote: Remote, inv: Inventory, fe: Frontend) -> list[ServerView]:
     states = nginx_live_states(inv, fe, nginx_conf(remote, fe))
     return [
         ServerView(
@@ -249,6 +250,36 @@ def views(remote: Remote, inv: Inventory, fe: Frontend) -> list[ServerView]:
         for pool in pools_of(inv, fe)
         for s in pool.servers
     ]
+
+
+_SETTERS = {"admin-socket": _socket_set, "balancer-manager": _manager_set, "rerender": nginx_apply}
+_VIEWS = {
+    "admin-socket": _socket_views,
+    "balancer-manager": _manager_views,
+    "rerender": _rerender_views,
+}
+
+
+def set_state(
+    remote: Remote,
+    inv: Inventory,
+    fe: Frontend,
+    node: str,
+    state: str,
+    others: dict[str, str] | None = None,
+) -> None:
+    """Put `node` in `state` (ready | drain | maint) on one front end, by its kind's control.
+
+    `others` are runtime states of other nodes that must hold too (a re-render sets all).
+    """
+    if not node_pools(inv, fe, node):
+        return
+    _SETTERS[_control(fe)](remote, inv, fe, node, state, others or {})
+
+
+def views(remote: Remote, inv: Inventory, fe: Frontend) -> list[ServerView]:
+    """Every server of this front end's pools as it sees them now."""
+    return _VIEWS[_control(fe)](remote, inv, fe)
 
 
 def node_sessions(remote: Remote, inv: Inventory, fe: Frontend, node: str) -> int:
