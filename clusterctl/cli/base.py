@@ -20,13 +20,25 @@ app = typer.Typer(
     epilog="Exit status: 0 success; 1 any error, usage errors included; 2 changes pending "
     "(only plan --detailed-exitcode).",
     no_args_is_help=True,
-    add_completion=False,
+    # -h as well as --help, on every command and group (click's contexts inherit it).
+    context_settings={"help_option_names": ["-h", "--help"]},
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 
+INVENTORY_ENV = "CLUSTERCTL_INVENTORY"
+
 Inventory = Annotated[
-    Path, typer.Option("--inventory", "-i", help="Inventory YAML file.", show_default=False)
+    Path,
+    typer.Option(
+        "--inventory",
+        "-i",
+        help="Inventory YAML file (given once).",
+        envvar=INVENTORY_ENV,
+        show_default=False,
+        show_envvar=True,
+    ),
 ]
 
 
@@ -44,13 +56,40 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
+def _trace(host: str, what: str, step: str | None, seconds: float, rc: int) -> None:
+    # What ran and how long it took; never its arguments nor its stdin (secrets travel there).
+    during = f" [{step}]" if step else ""
+    status = "" if rc == 0 else f", exit {rc}"
+    _err(f"  {host}: {what}{during} ({seconds:.3f}s{status})")
+
+
 @app.callback()
 def _main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Show each remote command (not its arguments) and its time."
+        ),
+    ] = False,
+    no_color: Annotated[
+        bool,
+        typer.Option(
+            "--no-color",
+            help="No colour, even on a terminal (NO_COLOR does the same; "
+            "FORCE_COLOR colours a pipe).",
+        ),
+    ] = False,
 ) -> None:
-    pass
+    from clusterctl import ui
+
+    ui.set_no_color(no_color)
+    if verbose:  # paramiko is only imported by the commands that connect
+        from clusterctl.execute import ssh
+
+        ssh.trace = _trace
 
 
 Limit = Annotated[

@@ -27,11 +27,12 @@ from clusterctl.errors import ClusterctlError
 def validate(inventory: Inventory) -> None:
     """Check an inventory; print every problem as FILE:LINE:COL: message."""
     from clusterctl.model import load
+    from clusterctl.ui import plural
 
     inv = load(inventory)
     _out(
-        f"{inventory}: valid ({len(inv.frontends)} front ends, {len(inv.pools)} pools, "
-        f"{len(inv.services)} services)"
+        f"{inventory}: valid ({plural(len(inv.frontends), 'front end')}, "
+        f"{plural(len(inv.pools), 'pool')}, {plural(len(inv.services), 'service')})"
     )
 
 

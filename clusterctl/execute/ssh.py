@@ -7,9 +7,12 @@ only things clusterctl needs (run an argv, feed stdin, open a jump channel) are 
 from __future__ import annotations
 
 import shlex
+import socket
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import paramiko
@@ -54,6 +57,47 @@ class Result:
         """What the command said, for a one-line report."""
         text = (self.err.strip() or self.out.strip()).replace("\n", " | ")
         return text[:500] or f"exit status {self.rc}"
+
+
+# Called after every remote command with (host, what ran, step, seconds, exit status); set by
+# `--verbose`. It is given a description, never the argv's values nor the stdin.
+Trace = Callable[[str, str, str | None, float, int], None]
+trace: Trace | None = None
+
+
+def describe(argv: list[str] | tuple[str, ...]) -> str:
+    """What a command runs, without its arguments: `sudo sh: test -d "$1"`, `systemctl`.
+
+    Arguments may be file contents or names from the inventory; a script of clusterctl's own is
+    fixed text (its variable parts come as $1, $2, ...), so its first line is safe to show.
+    """
+    words = list(argv)
+    prefix = ""
+    i = 0
+    while i < len(words):
+        w = words[i]
+        if w == "env" or ("=" in w and not w.startswith("-") and prefix == ""):
+            i += 1
+        elif w == "sudo":
+            prefix = "sudo "
+            i += 1
+            while i < len(words) and words[i].startswith("-"):
+                i += 2 if words[i] == "-p" else 1
+        else:
+            break
+    if i >= len(words):
+        return prefix.strip() or "?"
+    if words[i] == "sh" and i + 2 < len(words) and words[i + 1] == "-c":
+        # The first line that does something: not a comment nor `set -e`.
+        lines = [
+            ln.strip()
+            for ln in words[i + 2].splitlines()
+            if ln.strip() and not ln.strip().startswith(("#", "set "))
+        ]
+        first = lines[0] if lines else ""
+        first = first if len(first) <= 60 else first[:57] + "..."
+        return f"{prefix}sh: {first}"
+    return prefix + PurePosixPath(words[i]).name
 
 
 def quote(argv: list[str] | tuple[str, ...]) -> str:
@@ -143,6 +187,7 @@ class Remote:
         self, argv: list[str], stdin: bytes | None, timeout: float, step: str | None
     ) -> Result:
         """Run argv as the login user; a dropped session is named with `step`."""
+        started = time.monotonic()
         try:
             chan_in, chan_out, chan_err = self.client.exec_command(quote(argv), timeout=timeout)
             if stdin is not None:
@@ -153,6 +198,8 @@ class Remote:
             rc = chan_out.channel.recv_exit_status()
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise self.lost(step, argv, exc) from None
+        if trace is not None:
+            trace(self.ep.name, describe(argv), step, time.monotonic() - started, rc)
         return Result(
             tuple(argv), rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
         )
@@ -241,5 +288,22 @@ def _open_client(ep: Endpoint, sock: Any) -> paramiko.SSHClient:
             f"{ep.name}: SSH to {ep.user}@{ep.address}:{ep.port} failed: {exc}"
         ) from None
     except (TimeoutError, OSError) as exc:
-        raise SSHError(f"{ep.name}: cannot reach {ep.address}:{ep.port}: {exc}") from None
+        raise SSHError(f"{ep.name}: cannot reach {ep.address}:{ep.port}: {why_not(exc)}") from None
     return client
+
+
+def why_not(exc: BaseException) -> str:
+    """An OS error in words, without its "[Errno N]" ("connection refused", "timed out").
+
+    paramiko's NoValidConnectionsError carries errno None and one error per address tried.
+    """
+    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError) and exc.errors:
+        exc = next(iter(exc.errors.values()))
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, socket.gaierror):
+        return "the host name does not resolve"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[0].lower() + exc.strerror[1:]
+    text = str(exc)
+    return text or type(exc).__name__
