@@ -38,6 +38,10 @@ class Command:
     stdin: bytes = b""
     # What it does, for plan output and errors ("set server web/app1 state drain").
     what: str = ""
+    # Run again (every half second, for at most retry_for seconds) while its output contains
+    # this: a removal the server refuses until the member's last connection has closed.
+    retry_while: str = ""
+    retry_for: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ class Change:
     weight: int | None = None
     address: str = ""
     port: int = 0
+    # An added member's options as its kind's config line renders them.
+    options: tuple[str, ...] = ()
 
     def describe(self) -> str:
         if self.kind == "state":
@@ -81,3 +87,32 @@ class Change:
         if self.kind == "add":
             return f"add {self.pool}/{self.server}"
         return f"remove {self.pool}/{self.server}"
+
+
+@dataclass(frozen=True)
+class Member:
+    """One pool member as a kind's own config file renders it (drivers parse their files)."""
+
+    pool: str
+    name: str
+    address: str
+    port: int
+    state: AdminState
+    weight: int
+    # Everything else the member line says, in order: a difference here is no runtime change.
+    options: tuple[str, ...] = ()
+    line: str = ""
+
+
+@dataclass(frozen=True)
+class PoolMembers:
+    """A pool's members in a config file, and which member changes the pool takes at run time."""
+
+    pool: str
+    members: tuple[Member, ...]
+    runtime: frozenset[ChangeKind] = frozenset()
+    # Why a change kind missing from `runtime` needs a reload, for plan output.
+    why: str = ""
+
+    def member(self, name: str) -> Member | None:
+        return next((m for m in self.members if m.name == name), None)

@@ -1,17 +1,19 @@
 """Runtime control of a node on a front end: drain, restore, and what the front end sees.
 
-Each kind by its own mechanism: HAProxy's runtime API on the admin socket; Apache's
-balancer-manager (POST with the balancer's nonce and a matching Referer); nginx open source has
-no runtime API, so its drain is a re-render with the node out and a graceful reload (the same
-apply path as `clusterctl apply`).
+Each kind by its own mechanism, which its driver describes as data (the Commands to run and
+how to read their answers; admin_views.py runs them): HAProxy's runtime API on the admin
+socket, Apache's balancer-manager. nginx open source has no runtime API, so its drain is a
+re-render with the node out and a graceful reload (the same apply path as `clusterctl apply`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import shlex
+from typing import cast
 
 from clusterctl.drivers import driver_for
+from clusterctl.drivers.control import ViewState
 from clusterctl.execute.admin_views import (
     AdminError,
     ApacheWorker,
@@ -19,11 +21,13 @@ from clusterctl.execute.admin_views import (
     apache_set,
     apache_view,
     apache_workers,
-    haproxy_command,
     node_pools,
     parse_balancer_manager,
     parse_haproxy_stat,
     pools_of,
+    read_live,
+    run_changes,
+    set_live_state,
 )
 from clusterctl.execute.apply import apply_host
 from clusterctl.execute.ssh import Remote
@@ -39,11 +43,12 @@ __all__ = [
     "apache_set",
     "apache_view",
     "apache_workers",
-    "haproxy_command",
     "node_pools",
     "parse_balancer_manager",
     "parse_haproxy_stat",
     "pools_of",
+    "read_live",
+    "run_changes",
 ]
 
 # ---------------------------------------------------------------------------- nginx
@@ -209,31 +214,14 @@ def preflight(remote: Remote, inv: Inventory, fe: Frontend) -> None:
         _nginx_checked(remote, inv, fe)
 
 
-def _socket_set(
+def _runtime_set(
     remote: Remote, inv: Inventory, fe: Frontend, node: str, state: str, others: dict[str, str]
 ) -> None:
-    for pool in node_pools(inv, fe, node):
-        out = haproxy_command(remote, fe, f"set server {pool.name}/{node} state {state}")
-        if out.strip():
-            raise AdminError(f"{fe.name}: HAProxy refused {pool.name}/{node}: {out.strip()}")
-    # Keep the runtime state across reloads (load-server-state-from-file reads this).
-    state_file = driver_for(fe.kind).paths(fe).state_file
-    dump = haproxy_command(remote, fe, "show servers state")
-    remote.sh('mkdir -p -- "$(dirname -- "$1")" && cat > "$1"', state_file, stdin=dump.encode())
+    set_live_state(remote, fe, node, state)
 
 
-def _manager_set(
-    remote: Remote, inv: Inventory, fe: Frontend, node: str, state: str, others: dict[str, str]
-) -> None:
-    apache_set(remote, fe, node, state)
-
-
-def _socket_views(remote: Remote, inv: Inventory, fe: Frontend) -> list[ServerView]:
-    return parse_haproxy_stat(fe.name, haproxy_command(remote, fe, "show stat"))
-
-
-def _manager_views(remote: Remote, inv: Inventory, fe: Frontend) -> list[ServerView]:
-    return apache_view(fe.name, apache_workers(remote, fe))
+def _runtime_views(remote: Remote, inv: Inventory, fe: Frontend) -> list[ServerView]:
+    return list(read_live(remote, fe).views)
 
 
 def _rerender_views(remote: Remote, inv: Inventory, fe: Frontend) -> list[ServerView]:
@@ -243,7 +231,7 @@ def _rerender_views(remote: Remote, inv: Inventory, fe: Frontend) -> list[Server
             fe.name,
             pool.name,
             s.name,
-            states.get(s.name, s.state),
+            cast("ViewState", states.get(s.name, s.state)),
             "unknown",
             nginx_sessions(remote, fe, s.address, s.port),
         )
@@ -252,10 +240,10 @@ def _rerender_views(remote: Remote, inv: Inventory, fe: Frontend) -> list[Server
     ]
 
 
-_SETTERS = {"admin-socket": _socket_set, "balancer-manager": _manager_set, "rerender": nginx_apply}
+_SETTERS = {"admin-socket": _runtime_set, "balancer-manager": _runtime_set, "rerender": nginx_apply}
 _VIEWS = {
-    "admin-socket": _socket_views,
-    "balancer-manager": _manager_views,
+    "admin-socket": _runtime_views,
+    "balancer-manager": _runtime_views,
     "rerender": _rerender_views,
 }
 

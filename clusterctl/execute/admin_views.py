@@ -1,41 +1,32 @@
-"""What HAProxy's runtime API and Apache's balancer-manager report, and how they are told.
+"""The interpreter of a driver's runtime control: run its Commands on the host, feed it the answers.
 
-The shared view of one server (ServerView), the HAProxy `show stat` parser and socket call, and
-the balancer-manager page parser and its POSTs (the balancer's nonce, a matching Referer and the
-host's token). nginx has no runtime API: its side is in admin.py.
+What to run and what the answers mean is the driver's (drivers/control.py and each kind's
+*_control.py); this module only runs argv over the Remote, without a shell of its own, with
+the command's stdin (socket commands, forms) never in argv. nginx's re-render path is in
+admin.py.
 """
 
 from __future__ import annotations
 
-import csv
-import html
-import io
-import re
-import urllib.parse
-from dataclasses import dataclass
+import time
 
 from clusterctl.drivers import driver_for
-from clusterctl.drivers.apache import ApacheDriver
-from clusterctl.errors import ClusterctlError
+from clusterctl.drivers.apache_control import (
+    ApacheWorker,
+    apache_view,
+    parse_balancer_manager,
+)
+from clusterctl.drivers.control import Change, Command, ControlRefused, Live, ServerView
+from clusterctl.drivers.haproxy_control import parse_haproxy_stat
 from clusterctl.execute.ssh import Remote
 from clusterctl.model.schema import Frontend, Inventory, Pool
 from clusterctl.model.semantics import frontend_services, service_pools
 
+__all__ = ["ApacheWorker", "ServerView", "apache_view", "parse_balancer_manager"]
+__all__ += ["parse_haproxy_stat"]
 
-class AdminError(ClusterctlError):
-    pass
-
-
-@dataclass(frozen=True)
-class ServerView:
-    """One server in one pool as one front end sees it."""
-
-    frontend: str
-    pool: str
-    server: str
-    state: str  # ready | drain | maint | down
-    health: str  # up | down | unknown
-    sessions: int | None  # active requests/sessions; None when the kind cannot tell
+# One exception for what a front end's runtime interface refuses or cannot answer.
+AdminError = ControlRefused
 
 
 def pools_of(inv: Inventory, fe: Frontend) -> list[Pool]:
@@ -50,153 +41,76 @@ def node_pools(inv: Inventory, fe: Frontend, node: str) -> list[Pool]:
     return [p for p in pools_of(inv, fe) if any(s.name == node for s in p.servers)]
 
 
-# ---------------------------------------------------------------------------- HAProxy
-
-_SOCKET = 'printf "%s\\n" "$1" | socat -t 5 stdio "UNIX-CONNECT:$2"'
+_RETRY_EVERY = 0.5
 
 
-def haproxy_command(remote: Remote, fe: Frontend, command: str) -> str:
-    sock = driver_for("haproxy").paths(fe).admin_socket
-    res = remote.sh(_SOCKET, command, sock)
-    if not res.ok:
-        raise AdminError(f"{fe.name}: HAProxy admin socket {sock}: {res.words()}")
-    return res.out
+def run_command(remote: Remote, fe: Frontend, cmd: Command, step: str = "runtime") -> str:
+    """Run one Command on the host as root and return its output; a failed run is an error.
 
-
-def _count(text: str | None) -> int | None:
-    return int(text) if text is not None and text.isdigit() else None
-
-
-def parse_haproxy_stat(fe_name: str, text: str) -> list[ServerView]:
-    rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
-    out = []
-    for row in rows:
-        if row.get("svname") in ("FRONTEND", "BACKEND", None):
-            continue
-        status = (row.get("status") or "").upper()
-        if status.startswith("MAINT"):
-            state = "maint"
-        elif status.startswith(("DRAIN", "NOLB")):
-            state = "drain"
-        else:
-            state = "ready"
-        if status.startswith("DOWN"):
-            health = "down"
-        elif state == "maint" or status == "NO CHECK":
-            health = "unknown"
-        else:
-            health = "up"
-        out.append(
-            ServerView(
-                fe_name,
-                row["pxname"],
-                row["svname"],
-                state,
-                health,
-                _count(row.get("scur")),
+    A command with `retry_while` runs again while its answer says so, for at most `retry_for`
+    seconds (a server the front end cannot delete while its last connections close).
+    """
+    deadline = time.monotonic() + cmd.retry_for
+    while True:
+        res = remote.sh('exec "$@"', *cmd.argv, stdin=cmd.stdin or None, step=step)
+        if not res.ok:
+            raise AdminError(f"{fe.name}: {cmd.what or cmd.argv[0]}: {res.words()}")
+        if not cmd.retry_while or cmd.retry_while not in res.out:
+            return res.out
+        if time.monotonic() >= deadline:
+            raise AdminError(
+                f"{fe.name}: {cmd.what}: still refused after {cmd.retry_for:.0f} s: "
+                f"{res.out.strip()[:200]}"
             )
-        )
-    return out
+        time.sleep(_RETRY_EVERY)
 
 
-# ---------------------------------------------------------------------------- Apache
-
-_ROW = re.compile(
-    r'<td><a href="/balancer-manager\?b=(?P<b>[^&"]+)&amp;w=(?P<w>[^&"]+)&amp;nonce=(?P<n>[^"&]+)">'
-    r"[^<]*</a></td><td>(?P<route>[^<]*)</td><td>[^<]*</td><td>[^<]*</td><td>[^<]*</td>"
-    r"<td>(?P<status>[^<]*)</td><td>[^<]*</td><td>(?P<busy>\d+)</td>"
-)
+def read_live(remote: Remote, fe: Frontend) -> Live:
+    driver = driver_for(fe.kind)
+    outputs = [run_command(remote, fe, c, "read") for c in driver.read_commands(fe)]
+    return driver.parse_live(fe, outputs)
 
 
-@dataclass(frozen=True)
-class ApacheWorker:
-    balancer: str
-    url: str
-    nonce: str
-    route: str
-    status: str
-    busy: int
+def run_changes(
+    remote: Remote, fe: Frontend, changes: list[Change], live: Live | None = None
+) -> int:
+    """Make member changes through the front end's runtime interface; how many commands ran.
+
+    The commands are built before any runs (a change the kind cannot make refuses them all);
+    each answer is checked before the next command goes, so a refusal stops the rest.
+    """
+    driver = driver_for(fe.kind)
+    commands = driver.change_commands(fe, live or read_live(remote, fe), changes)
+    outputs: list[str] = []
+    for cmd in commands:
+        outputs.append(run_command(remote, fe, cmd))
+        try:
+            driver.check_change(fe, changes, outputs)
+        except ControlRefused as exc:
+            raise AdminError(f"{exc} (after: {cmd.what})") from None
+    for cmd in driver.persist_commands(fe):
+        run_command(remote, fe, cmd, "persist")
+    return len(commands)
 
 
-def parse_balancer_manager(text: str) -> list[ApacheWorker]:
-    return [
-        ApacheWorker(
-            html.unescape(m["b"]),
-            html.unescape(m["w"]),
-            m["n"],
-            m["route"].strip(),
-            m["status"].strip(),
-            int(m["busy"]),
-        )
-        for m in _ROW.finditer(text)
-    ]
+def set_live_state(remote: Remote, fe: Frontend, node: str, state: str) -> None:
+    """Put `node` in `state` in every pool the front end runs it in."""
+    live = read_live(remote, fe)
+    pools = sorted({v.pool for v in live.views if v.server == node})
+    if not pools:
+        raise AdminError(f"{fe.name}: its runtime interface lists no member with route {node}")
+    changes = [Change("state", p, node, state=state) for p in pools]  # type: ignore[arg-type]
+    run_changes(remote, fe, changes, live)
 
 
-def apache_view(fe_name: str, workers: list[ApacheWorker]) -> list[ServerView]:
-    out = []
-    for w in workers:
-        flags = w.status.split()
-        state = "maint" if "Dis" in flags else "drain" if "Drn" in flags else "ready"
-        health = "down" if any(f in flags for f in ("Err", "HcFl")) else "up"
-        out.append(ServerView(fe_name, w.balancer, w.route, state, health, w.busy))
-    return out
-
-
-def _manager_url(fe: Frontend) -> str:
-    return f"http://127.0.0.1:{fe.admin_port}/balancer-manager"
-
-
-# The manager answers only requests with the host's token: curl sends it from its root-only
-# header file, never from argv; a host without the file yet (no reload since clusterctl's
-# config) sends none and is refused.
-def _token_header(fe: Frontend) -> str:
-    return ApacheDriver().manager_token_paths(fe)[1]
+# ---------------------------------------------------------------------------- Apache's words
 
 
 def apache_workers(remote: Remote, fe: Frontend) -> list[ApacheWorker]:
-    res = remote.sh(
-        # The Referer only keeps Apache from logging every poll as cross-site (AH10187).
-        'h=$2; if [ -r "$h" ]; then exec curl -fsS --max-time 5 -H "@$h" -H "Referer: $1" -- "$1"; fi; '
-        'exec curl -fsS --max-time 5 -H "Referer: $1" -- "$1"',
-        _manager_url(fe),
-        _token_header(fe),
-    )
-    if not res.ok:
-        raise AdminError(f"{fe.name}: balancer-manager at {_manager_url(fe)}: {res.words()}")
-    return parse_balancer_manager(res.out)
-
-
-# balancer-manager status flags per admin state: N drain (only sticky sessions of its own),
-# D disabled (no request at all; sticky clients go to another member).
-_APACHE_FLAGS = {"ready": ("0", "0"), "drain": ("1", "0"), "maint": ("1", "1")}
+    """The balancer-manager's members as its page lists them."""
+    (cmd,) = driver_for(fe.kind).read_commands(fe)
+    return parse_balancer_manager(run_command(remote, fe, cmd, "read"))
 
 
 def apache_set(remote: Remote, fe: Frontend, node: str, state: str) -> None:
-    url = _manager_url(fe)
-    workers = [w for w in apache_workers(remote, fe) if w.route == node]
-    if not workers:
-        raise AdminError(f"{fe.name}: balancer-manager lists no member with route {node}")
-    drain_flag, disabled_flag = _APACHE_FLAGS[state]
-    for w in workers:
-        # Both flags every time: restoring a member clears a drain and a disable alike.
-        form = urllib.parse.urlencode(
-            {
-                "b": w.balancer,
-                "w": w.url,
-                "w_status_N": drain_flag,
-                "w_status_D": disabled_flag,
-                "nonce": w.nonce,
-            }
-        )
-        # Since 2.4.41 the manager refuses POSTs whose Referer is not itself.
-        res = remote.sh(
-            'h=; [ -r "$3" ] && h="@$3"; curl -sS --max-time 5 -o /dev/null -w "%{http_code}" '
-            '${h:+-H "$h"} -H "Referer: $1" --data "$2" -- "$1"',
-            url,
-            form,
-            _token_header(fe),
-        )
-        if not res.ok or res.out.strip() not in ("200", "302"):
-            raise AdminError(
-                f"{fe.name}: balancer-manager refused {w.balancer}/{node}: {res.words()}"
-            )
+    set_live_state(remote, fe, node, state)

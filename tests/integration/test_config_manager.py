@@ -36,8 +36,13 @@ class LocalRemote:
 
     def sh(self, script: str, *args: str, **kw: object) -> Result:
         argv = ("sh", "-c", script, "clusterctl", *args)
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-        return Result(argv, proc.returncode, proc.stdout, proc.stderr)
+        stdin = kw.get("stdin")
+        proc = subprocess.run(
+            argv, capture_output=True, input=stdin if isinstance(stdin, bytes) else None,
+            timeout=30, check=False,
+        )  # fmt: skip
+        out, err = proc.stdout.decode(), proc.stderr.decode()
+        return Result(argv, proc.returncode, out, err)
 
 
 def as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:

@@ -157,10 +157,11 @@ class FakeRemote:
         self.posts: list[dict[str, list[str]]] = []
 
     def sh(self, script: str, *args: str, **kw: object) -> Result:
-        if "--data" in script:
-            url, form, _header_file = args
-            assert url == "http://127.0.0.1:8081/balancer-manager"
-            self.posts.append(urllib.parse.parse_qs(form))
+        if "--data-binary" in args:  # the driver's curl argv, its form on stdin
+            assert args[-1] == "http://127.0.0.1:8081/balancer-manager"
+            stdin = kw["stdin"]
+            assert isinstance(stdin, bytes)
+            self.posts.append(urllib.parse.parse_qs(stdin.decode()))
             return Result((), 0, "200", "")
         return Result((), 0, self.page, "")
 
