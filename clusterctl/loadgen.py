@@ -2,9 +2,10 @@
 
 It behaves as browsers do in one respect only: a request whose *reused* keep-alive connection
 was closed before any byte of the answer arrived is sent once more on a new connection (a server
-may close an idle connection at any moment; RFC 9112 section 9.3.1). Those resends are counted
-apart, so a report shows them. Everything else, a 5xx, a refused or reset connection, a timeout,
-is a failed request.
+may close an idle connection at any moment; RFC 9112 section 9.3.1). Such a request is a failed
+request all the same (a client that never resends, as wrk, sees it fail), and the resends are
+also counted apart, so a report shows where its failures came from. Everything else, a 5xx, a
+refused or reset connection, a timeout, is a failed request too.
 
 It only sends to loopback and to the lab's 198.18.0.0/15 hosts, and stops by itself after
 `duration` seconds or `max_requests` requests.
@@ -54,7 +55,8 @@ class LoadReport:
         errs = ", ".join(f"{k}: {v}" for k, v in sorted(self.errors.items())) or "none"
         return (
             f"{self.requests} requests in {self.seconds:.1f}s, {self.failed} failed "
-            f"(status {codes or '-'}; errors {errs}; resent on closed keep-alive {self.resent}; "
+            f"(status {codes or '-'}; errors {errs}; of them resent on closed keep-alive "
+            f"{self.resent}; "
             f"slowest {self.slowest:.2f}s)"
         )
 
@@ -134,6 +136,7 @@ class _Worker(threading.Thread):
             method = "POST" if self.post_every and n % self.post_every == 0 else "GET"
             body = b"x" * 512 if method == "POST" else None
             reused = self.conn is not None and self.used
+            resent = False
             began = time.monotonic()
             try:
                 try:
@@ -141,8 +144,11 @@ class _Worker(threading.Thread):
                 except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
                     if not reused:
                         raise
-                    # The server closed an idle keep-alive connection as we reused it.
+                    # The server closed an idle keep-alive connection as we reused it: a
+                    # failure for any client that does not resend, whatever the resend gets.
                     self.report.resent += 1
+                    self.report.failed += 1
+                    resent = True
                     self._drop()
                     resp = self._once(method, body)
                 data = resp.read()
@@ -159,14 +165,14 @@ class _Worker(threading.Thread):
                     if header.lower() == "set-cookie":
                         name, _, rest = value.partition("=")
                         self.cookies[name.strip()] = rest.split(";", 1)[0]
-                if resp.status >= 500:
+                if resp.status >= 500 and not resent:
                     self.report.failed += 1
                     self.report.errors[f"HTTP {resp.status}: {data[:60]!r}"] += 1
                 if not self.keepalive or resp.will_close:
                     self._drop()
             except (OSError, http.client.HTTPException) as exc:
                 self.report.requests += 1
-                self.report.failed += 1
+                self.report.failed += 0 if resent else 1
                 self.report.errors[type(exc).__name__] += 1
                 self._drop()
             self.report.slowest = max(self.report.slowest, time.monotonic() - began)

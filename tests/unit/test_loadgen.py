@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from clusterctl.errors import ClusterctlError
-from clusterctl.loadgen import Load, LoadReport, check_target
+from clusterctl.loadgen import Load, LoadReport, _Worker, check_target
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -259,14 +259,17 @@ class OneShotServer:
         self.sock.close()
 
 
-def test_a_reused_keepalive_connection_closed_before_any_byte_is_resent_and_counted_apart() -> None:
+def test_a_reused_keepalive_connection_closed_before_any_byte_is_a_failure_resent_and_shown() -> (
+    None
+):
     srv = OneShotServer()
     try:
         report = run(srv.url, max_requests=6, post_every=2)
     finally:
         srv.close()
-    # Each reuse meets a closed connection; each is resent once on a new one and answered.
-    assert (report.requests, report.failed, report.resent) == (6, 0, 5)
+    # Each reuse meets a closed connection: a failure for a client that never resends (wrk).
+    # Each is still resent once on a new one and answered, and the resends are shown apart.
+    assert (report.requests, report.failed, report.resent) == (6, 5, 5)
     assert report.statuses == {200: 6}
     assert srv.connections == 6
 
@@ -327,3 +330,25 @@ def test_merge_adds_counts_and_keeps_the_slowest() -> None:
     assert (a.requests, a.failed, a.resent, a.slowest) == (5, 1, 3, 0.5)
     assert a.statuses == {200: 4} and a.served == {"be1/2.0": 2}
     assert "5 requests" in a.summary() and "resent on closed keep-alive 3" in a.summary()
+
+
+def test_a_resend_that_fails_again_is_one_failure_not_two() -> None:
+    srv = OneShotServer()
+    try:
+        load = Load(srv.url, clients=1, max_requests=2, post_every=0)
+        worker_once = _Worker._once
+        calls = {"n": 0}
+
+        def flaky(self: _Worker, method: str, body: bytes | None) -> object:
+            calls["n"] += 1
+            if calls["n"] == 3:  # the resend of the second request
+                raise ConnectionRefusedError("refused")
+            return worker_once(self, method, body)
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(_Worker, "_once", flaky)
+            report = load.start().wait()
+    finally:
+        srv.close()
+    assert (report.requests, report.failed, report.resent) == (2, 1, 1)
+    assert report.errors == {"ConnectionRefusedError": 1}
