@@ -6,9 +6,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from clusterctl.drivers import apache_control as ac
-from clusterctl.drivers import apache_control as ac
 from clusterctl.drivers.base import Driver, Finding, KindPaths
-from clusterctl.drivers.control import Change, Command, ControlRefused, Live, PoolMembers
 from clusterctl.drivers.control import Change, Command, ControlRefused, Live, PoolMembers
 from clusterctl.model.semantics import frontend_services
 
@@ -111,27 +109,6 @@ class ApacheDriver(Driver):
         "/run/apache2.pid",
     )
     start = ("systemctl", "start", binary)
-
-    runtime_changes = ac.ALL
-
-    def read_commands(self, fe: Frontend) -> list[Command]:
-        return [ac.read_command(fe.admin_port, self.manager_token_paths(fe)[1])]
-
-    def parse_live(self, fe: Frontend, outputs: list[str]) -> Live:
-        return ac.live_view(fe.name, outputs)
-
-    def change_commands(self, fe: Frontend, live: Live, changes: list[Change]) -> list[Command]:
-        header = self.manager_token_paths(fe)[1]
-        try:
-            return ac.change_commands(fe.admin_port, header, live, changes)
-        except ControlRefused as exc:
-            raise ControlRefused(f"{fe.name}: {exc}") from None
-
-    def check_change(self, fe: Frontend, changes: list[Change], outputs: list[str]) -> None:
-        ac.check_answers(fe.name, outputs)
-
-    def parse_members(self, text: str) -> tuple[dict[str, PoolMembers], str] | None:
-        return ac.parse_members(text)
 
     runtime_changes = ac.ALL
 

@@ -19,14 +19,6 @@ from clusterctl.drivers.control import (
     Live,
     PoolMembers,
 )
-from clusterctl.drivers.control import (
-    Change,
-    ChangeKind,
-    Command,
-    ControlRefused,
-    Live,
-    PoolMembers,
-)
 from clusterctl.model.semantics import frontend_services, service_pools
 from clusterctl.model.versions import kind_version
 
@@ -134,10 +126,6 @@ class Driver:
     # touching only pool members, all of these kinds, is applied live and the files written
     # without a reload. Empty: every change re-renders and reloads.
     runtime_changes: ClassVar[frozenset[ChangeKind]] = frozenset()
-    # The member changes its runtime interface makes without a reload (issue 12): a change
-    # touching only pool members, all of these kinds, is applied live and the files written
-    # without a reload. Empty: every change re-renders and reloads.
-    runtime_changes: ClassVar[frozenset[ChangeKind]] = frozenset()
     # What `clusterctl lab` needs of the kind: the other executables its lab service wrapper
     # runs (besides binary), the folders a lab host gets its own copy of (filled from the
     # machine's package files), the folders its empty /run must have before the server starts,
@@ -147,34 +135,6 @@ class Driver:
     lab_dirs: ClassVar[tuple[str, ...]] = ()
     lab_run_dirs: ClassVar[tuple[str, ...]] = ()
     lab_service: ClassVar[str]
-
-    # Runtime control as data (control.py): built and parsed here, run by execute/admin.py.
-
-    def read_commands(self, fe: Frontend) -> list[Command]:
-        """What to run on the host for the servers' live view."""
-        return []
-
-    def parse_live(self, fe: Frontend, outputs: list[str]) -> Live:
-        """The read commands' outputs (in their order) as the servers' live view."""
-        raise ControlRefused(f"{fe.name}: a {self.kind} front end has no runtime view")
-
-    def change_commands(self, fe: Frontend, live: Live, changes: list[Change]) -> list[Command]:
-        """What to run, in order, for these member changes (ControlRefused: it cannot)."""
-        if changes:
-            raise ControlRefused(f"{fe.name}: a {self.kind} front end changes members by reload")
-        return []
-
-    def check_change(self, fe: Frontend, changes: list[Change], outputs: list[str]) -> None:
-        """Raise ControlRefused, with the server's words, if an answer so far is a refusal."""
-
-    def persist_commands(self, fe: Frontend) -> list[Command]:
-        """After runtime changes: what keeps them across a restart besides the files."""
-        return []
-
-    def parse_members(self, text: str) -> tuple[dict[str, PoolMembers], str] | None:
-        """The pools and members of a config this driver rendered, and its text without them
-        (one marker line per pool), or None when the kind cannot tell its members apart."""
-        return None
 
     # Runtime control as data (control.py): built and parsed here, run by execute/admin.py.
 

@@ -6,9 +6,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from clusterctl.drivers import haproxy_control as hc
-from clusterctl.drivers import haproxy_control as hc
 from clusterctl.drivers.base import Driver, KindPaths
-from clusterctl.drivers.control import Change, Command, Live, PoolMembers
 from clusterctl.drivers.control import Change, Command, Live, PoolMembers
 from clusterctl.model.semantics import frontend_services, service_pools
 
@@ -140,29 +138,6 @@ class HAProxyDriver(Driver):
     has_admin_socket = True
     drain = "runtime"
     control = "admin-socket"
-
-    runtime_changes = hc.ALL
-
-    def read_commands(self, fe: Frontend) -> list[Command]:
-        return [hc.socket_command(self.paths(fe).admin_socket, "show stat")]
-
-    def parse_live(self, fe: Frontend, outputs: list[str]) -> Live:
-        return hc.live_view(fe.name, outputs)
-
-    def change_commands(self, fe: Frontend, live: Live, changes: list[Change]) -> list[Command]:
-        return hc.change_commands(self.paths(fe).admin_socket, changes)
-
-    def check_change(self, fe: Frontend, changes: list[Change], outputs: list[str]) -> None:
-        hc.check_refusal(fe.name, outputs)
-
-    def persist_commands(self, fe: Frontend) -> list[Command]:
-        # A restart (and the next reload) loads the runtime states from the state file.
-        p = self.paths(fe)
-        argv = ("sh", "-c", hc.DUMP_STATE, "clusterctl", p.admin_socket, p.state_file)
-        return [Command(argv, what="save the server states")]
-
-    def parse_members(self, text: str) -> tuple[dict[str, PoolMembers], str] | None:
-        return hc.parse_members(text)
 
     runtime_changes = hc.ALL
 
