@@ -74,4 +74,6 @@ def check_frontend(inv: Inventory, fe: Frontend) -> CheckResult:
 
 
 def check_all(inv: Inventory) -> list[CheckResult]:
-    return [check_frontend(inv, fe) for fe in inv.frontends]
+    from clusterctl.model.vrrp import units
+
+    return [check_frontend(inv, fe) for fe in (*inv.frontends, *units(inv))]

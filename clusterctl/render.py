@@ -101,5 +101,11 @@ def render_frontend(inv: Inventory, fe: Frontend, root: str = "") -> HostFiles:
 
 
 def render(inv: Inventory) -> dict[str, HostFiles]:
-    """Files for every front end, keyed by host name."""
-    return {fe.name: render_frontend(inv, fe) for fe in inv.frontends}
+    """Files for every front end, keyed by host name (a VRRP member's keepalived files too)."""
+    from clusterctl.model.vrrp import member_of, units
+
+    out = {fe.name: render_frontend(inv, fe) for fe in inv.frontends}
+    for unit in units(inv):
+        host = member_of(unit.name)
+        out[host] = dict(sorted((out[host] | render_frontend(inv, unit)).items()))
+    return out

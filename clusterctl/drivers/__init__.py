@@ -5,9 +5,11 @@ from __future__ import annotations
 from clusterctl.drivers.apache import ApacheDriver
 from clusterctl.drivers.base import Driver
 from clusterctl.drivers.haproxy import HAProxyDriver
+from clusterctl.drivers.keepalived import KeepalivedDriver
 from clusterctl.drivers.nginx import NginxDriver
 
 DRIVERS: dict[str, Driver] = {d.kind: d for d in (HAProxyDriver(), NginxDriver(), ApacheDriver())}
+DRIVERS["keepalived"] = KeepalivedDriver()
 
 
 def driver_for(kind: str) -> Driver:

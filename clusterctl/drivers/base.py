@@ -245,6 +245,14 @@ class Driver:
         """A fixed script and its arguments to run once a reload is confirmed, if any."""
         return None
 
+    # A proxy (a front end's kind); keepalived is not: it runs beside one (model/vrrp.py).
+    proxy: ClassVar[bool] = True
+
+    def confirm_reload(self, fe: Frontend) -> tuple[str, list[str]] | None:
+        """For a kind whose reload starts no new processes: a fixed script and its arguments
+        that exits 0 once the server runs the new config (3: not yet; else: failed)."""
+        return None
+
     def runtime_dirs(self, fe: Frontend) -> list[str]:
         """Folders the server expects to exist (created under the root when checking)."""
         return []

@@ -127,6 +127,21 @@ def port_conflicts(remote: Remote, ports: frozenset[int]) -> str:
     return "; ".join(sorted(set(found)))
 
 
+def _confirm_in_place(
+    remote: Remote, confirm: tuple[str, list[str]], argv: tuple[str, ...], timeout: float
+) -> None:
+    """Poll the driver's confirmation script: 0 confirmed, 3 not yet, anything else failed."""
+    started = time.monotonic()
+    while True:
+        res = remote.sh(PATH + confirm[0], *confirm[1], step="reload")
+        if res.ok:
+            return
+        waited = time.monotonic() - started
+        if res.rc != 3 or waited > timeout:
+            raise StepFailed("reload", f"not confirmed {waited:.1f} s after {quote(argv)}: {res.words()}")
+        time.sleep(0.1)
+
+
 def reload_and_confirm(
     remote: Remote, fe: Frontend, timeout: float = 15.0, ports: frozenset[int] = frozenset()
 ) -> None:
@@ -147,6 +162,10 @@ def reload_and_confirm(
             check(remote.sh(PATH + hook[0], *hook[1], step="reload"), "before reload")
         argv = driver.reload_argv(fe)
         check(remote.sh(PATH + 'exec "$@"', *argv, step="reload"), f"reload ({quote(argv)})")
+        confirm = driver.confirm_reload(fe)
+        if confirm is not None:  # a reload in place (keepalived): no new workers to wait for
+            _confirm_in_place(remote, confirm, argv, timeout)
+            return
     started = time.monotonic()
     gone_since: float | None = None
     text: list[str] = []

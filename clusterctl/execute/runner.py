@@ -18,6 +18,7 @@ from clusterctl.execute.apply import HostResult, StepFailed, apply_host
 from clusterctl.execute.endpoints import frontend_endpoints
 from clusterctl.execute.ssh import Endpoint, Remote
 from clusterctl.facts import gather
+from clusterctl.model import vrrp
 from clusterctl.model.schema import Frontend, Inventory
 from clusterctl.plan import HostPlan, Plan, plan_host, unreachable
 from clusterctl.render import render_frontend
@@ -59,7 +60,8 @@ def make_plan(
     ssh_config: Path | None = None,
 ) -> Plan:
     targets = select(inv, limit)
-    eps = frontend_endpoints(inv, ssh_config)
+    targets += vrrp.units(inv, [fe.name for fe in targets])  # members' keepalived
+    eps = vrrp.with_units(inv, frontend_endpoints(inv, ssh_config))
     with ThreadPoolExecutor(max_workers=max(1, forks)) as pool:
         hosts = list(pool.map(lambda fe: _plan_one(inv, fe, eps[fe.name]), targets))
     return Plan(tuple(hosts))
@@ -151,8 +153,8 @@ def execute_plan(
     progress: Progress = _quiet,
     ssh_config: Path | None = None,
 ) -> list[HostResult]:
-    eps = frontend_endpoints(inv, ssh_config)
-    by_name = {fe.name: fe for fe in inv.frontends}
+    eps = vrrp.with_units(inv, frontend_endpoints(inv, ssh_config))
+    by_name = {fe.name: fe for fe in (*inv.frontends, *vrrp.units(inv))}
     with ThreadPoolExecutor(max_workers=max(1, forks)) as pool:
         return list(
             pool.map(

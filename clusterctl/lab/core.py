@@ -65,7 +65,7 @@ __all__ = [
     "up",
 ]
 
-FRONTEND_KINDS = tuple(DRIVERS)
+FRONTEND_KINDS = tuple(k for k, d in DRIVERS.items() if d.proxy)
 MAX_FRONTENDS = 89  # .11 .. .99
 MAX_BACKENDS = 99  # .101 .. .199
 

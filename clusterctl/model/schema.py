@@ -241,6 +241,7 @@ class Inventory:
     pools: tuple[Pool, ...] = many(required=True)
     services: tuple[Service, ...] = many(required=True)
     deploy: Deploy = opt(None, default=Deploy())
+    vrrp: tuple[_vrrp.Group, ...] = many("front ends sharing a virtual address (keepalived)")
     at: dict[str, Pos] = meta()
     # Contents of the TLS files named in services, read by the loader (render stays pure).
     files: dict[str, bytes] = field(
@@ -252,3 +253,8 @@ class Inventory:
 def model_fields(cls: type) -> list[dataclasses.Field[Any]]:
     """The user-facing fields of a schema class (not positions or loaded file contents)."""
     return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+
+
+# Last: the vrrp section's classes use this module's field helpers (the annotation above is
+# resolved only when the loader reads the hints).
+from clusterctl.model import vrrp as _vrrp  # noqa: E402

@@ -9,6 +9,7 @@ from clusterctl.errors import Problem
 from clusterctl.model.pathcheck import under
 from clusterctl.model.schema import Frontend, Inventory, Pool, Service
 from clusterctl.model.versions import parse_version
+from clusterctl.model.vrrp import check_vrrp
 
 
 class _Report:
@@ -161,6 +162,7 @@ def check_semantics(inv: Inventory) -> list[Problem]:
             if name not in services:
                 r.add(fe, "services", f"{where}.services", _missing("service", name, services))
         _check_frontend(inv, fe, where, r)
+    check_vrrp(inv, r.add)
     return r.problems
 
 
@@ -215,9 +217,11 @@ def own_paths(kind: str) -> tuple[str, ...]:
     # Imported here: the drivers import this module for frontend_services and service_pools.
     from clusterctl.drivers.apache import ApacheDriver
     from clusterctl.drivers.haproxy import HAProxyDriver
+    from clusterctl.drivers.keepalived import KeepalivedDriver
     from clusterctl.drivers.nginx import NginxDriver
 
-    kinds = {d.kind: d.own_paths for d in (HAProxyDriver, NginxDriver, ApacheDriver)}
+    drivers = (HAProxyDriver, NginxDriver, ApacheDriver, KeepalivedDriver)
+    kinds = {d.kind: d.own_paths for d in drivers}
     return tuple(kinds[kind])
 
 

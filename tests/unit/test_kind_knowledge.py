@@ -30,6 +30,7 @@ def test_every_driver_names_its_runtime_control() -> None:
         "haproxy": "admin-socket",
         "nginx": "rerender",
         "apache": "balancer-manager",
+        "keepalived": "",  # not a proxy: no pool to control
     }
 
 

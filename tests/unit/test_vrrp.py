@@ -1,0 +1,200 @@
+"""The vrrp section: its checks at FILE:LINE:COL, the keepalived units, the rendered config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from clusterctl.drivers.keepalived import parse_state
+from clusterctl.errors import InventoryError
+from clusterctl.model import load, parse
+from clusterctl.model.vrrp import own_address_problems, units, vip_problems
+from clusterctl.render import render, render_frontend
+
+REPO = Path(__file__).resolve().parents[2]
+GOLDEN = REPO / "tests" / "golden" / "pair-keepalived"
+
+BASE = """\
+cluster: t
+frontends:
+  - {name: lb1, kind: haproxy, address: 192.0.2.11}
+  - {name: lb2, kind: nginx, address: 192.0.2.12}
+  - {name: lb3, kind: apache, address: 192.0.2.13}
+pools:
+  - name: app
+    servers:
+      - {name: web1, address: 192.0.2.21, port: 8080}
+services:
+  - name: web
+    listen: [{port: 80}]
+    default_pool: app
+vrrp:
+"""
+
+GROUP = """\
+  - name: web
+    address: 192.0.2.250/24
+    interface: eth0
+    members: [lb1, lb2]
+    router_id: 51
+"""
+
+
+def problems(vrrp: str) -> list[str]:
+    with pytest.raises(InventoryError) as info:
+        parse(BASE + vrrp, "inv.yaml")
+    return [str(p) for p in info.value.problems]
+
+
+def test_a_group_loads_with_its_defaults() -> None:
+    inv = parse(BASE + GROUP, "inv.yaml")
+    (g,) = inv.vrrp
+    assert (g.advert, g.unicast, g.preempt, g.track_process, g.probe) == (
+        1000,
+        True,
+        False,
+        True,
+        None,
+    )
+    assert [u.name for u in units(inv)] == ["lb1+keepalived", "lb2+keepalived"]
+    assert {u.kind for u in units(inv)} == {"keepalived"}
+    assert [u.address for u in units(inv)] == ["192.0.2.11", "192.0.2.12"]
+
+
+def test_router_id_reused_is_refused_at_its_position() -> None:
+    second = GROUP.replace("name: web", "name: api").replace("250/24", "251/24")
+    assert problems(GROUP + second) == [
+        "inv.yaml:24:16: vrrp[1].router_id: router id 51 is already used by vrrp[0]; "
+        "each group needs its own"
+    ]
+
+
+def test_duplicate_group_names() -> None:
+    second = GROUP.replace("router_id: 51", "router_id: 52")
+    assert problems(GROUP + second) == [
+        "inv.yaml:20:11: vrrp[1].name: duplicate group 'web' (first at [0])"
+    ]
+
+
+def test_fewer_than_two_members_and_a_member_not_a_front_end() -> None:
+    assert problems(GROUP.replace("[lb1, lb2]", "[lb1]")) == [
+        "inv.yaml:18:14: vrrp[0].members: a group needs two or more members"
+    ]
+    assert problems(GROUP.replace("[lb1, lb2]", "[lb1, web1]")) == [
+        "inv.yaml:18:14: vrrp[0].members: 'web1' is not a front end (front ends: lb1, lb2, lb3)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("eth0", "'eth0 dev lo'", "is not a valid interface name"),
+        ("eth0", "'eth0}'", "is not a valid interface name"),
+        ("192.0.2.250/24", "'192.0.2.250/24 dev lo'", "is not a valid address with prefix"),
+        ("192.0.2.250/24", "192.0.2.250", "is not a valid address with prefix"),
+        ("192.0.2.250/24", "192.0.2.0/24", "its network's own address"),
+        ("router_id: 51", "router_id: 256", "256 is out of range 1..255"),
+        ("router_id: 51", "router_id: 51\n    advert: 5ms", "VRRPv3 adverts are 10ms"),
+        ("router_id: 51", "router_id: 51\n    advert: 1", "needs a unit"),
+        ("name: web", "name: 'web {'", "is not a valid name"),
+    ],
+)
+def test_values_that_would_inject_into_keepalived_conf_are_refused(
+    old: str, new: str, message: str
+) -> None:
+    found = problems(GROUP.replace(old, new))
+    assert len(found) == 1 and message in found[0], found
+    assert found[0].split(":")[0:2] in (["inv.yaml", str(n)] for n in range(15, 21))
+
+
+def test_unicast_needs_ip_addresses_and_families_match() -> None:
+    text = BASE.replace("address: 192.0.2.12", "address: lb2.example.com") + GROUP
+    with pytest.raises(InventoryError) as info:
+        parse(text, "inv.yaml")
+    assert "unicast adverts go to the members' IP addresses" in str(info.value)
+    assert "IPv6 address, but 'lb1' is IPv4" in " ".join(
+        problems(GROUP.replace("192.0.2.250/24", "2001:db8::250/64"))
+    )
+    assert "is 'lb1''s own address" in " ".join(
+        problems(GROUP.replace("192.0.2.250/24", "192.0.2.11/24"))
+    )
+
+
+def test_plan_time_checks_against_the_hosts_addresses() -> None:
+    (g,) = parse(BASE + GROUP, "inv.yaml").vrrp
+    inside = (("lo", "127.0.0.1/8"), ("eth0", "192.0.2.11/24"))
+    assert vip_problems(g, "lb1", inside) == []
+    outside = (("eth0", "198.51.100.11/24"),)
+    assert vip_problems(g, "lb1", outside) == [
+        "192.0.2.250/24 of group web lies outside lb1's subnet on eth0 (198.51.100.0/24)"
+    ]
+    assert vip_problems(g, "lb1", (("ens3", "192.0.2.11/24"),)) == [
+        "lb1 has no address on interface eth0 (group web)"
+    ]
+    owned = (*inside, ("eth0", "192.0.2.250/24"))
+    assert own_address_problems(g, "lb1", owned, holds=False) == [
+        "192.0.2.250 of group web is already lb1's own address (eth0)"
+    ]
+    assert own_address_problems(g, "lb1", owned, holds=True) == []
+
+
+def test_members_get_priorities_in_order_and_peers_of_each_other() -> None:
+    inv = parse(
+        BASE
+        + GROUP.replace("[lb1, lb2]", "[lb2, lb1, lb3]")
+        + "    advert: 200ms\n    preempt: true\n",
+        "inv.yaml",
+    )
+    conf = {
+        u.name: render_frontend(inv, u)["/etc/keepalived/keepalived.conf"].content.decode()
+        for u in units(inv)
+    }
+    assert "priority 200" in conf["lb2+keepalived"]
+    assert "priority 150" in conf["lb1+keepalived"]
+    assert "priority 100" in conf["lb3+keepalived"]
+    assert "advert_int 0.2\n" in conf["lb1+keepalived"]
+    assert "nopreempt" not in conf["lb1+keepalived"]
+    lb1 = conf["lb1+keepalived"]
+    peers = lb1.split("unicast_peer {")[1].split("}")[0].split()
+    assert peers == ["192.0.2.12", "192.0.2.13"]
+    assert "unicast_src_ip 192.0.2.11" in lb1
+    assert "process apache2" in conf["lb3+keepalived"]
+
+
+def test_multicast_and_no_process_tracking() -> None:
+    text = GROUP + "    unicast: false\n    track_process: false\n"
+    inv = parse(BASE + text, "inv.yaml")
+    conf = render_frontend(inv, units(inv)[0])["/etc/keepalived/keepalived.conf"].content
+    assert b"unicast" not in conf and b"track_process" not in conf and b"nopreempt" in conf
+
+
+def test_render_puts_keepalived_beside_the_proxy_on_each_member() -> None:
+    inv = load(REPO / "inventories" / "pair.yaml")
+    files = render(inv)
+    assert sorted(files) == ["lb1", "lb2"]
+    assert "/etc/keepalived/keepalived.conf" in files["lb1"]
+    assert "/etc/haproxy/haproxy.cfg" in files["lb1"]
+    assert "/etc/keepalived/clusterctl-probe.sh" in files["lb2"]
+
+
+def test_keepalived_conf_matches_golden() -> None:
+    inv = load(REPO / "inventories" / "pair.yaml")
+    for unit in units(inv):
+        host = unit.name.split("+")[0]
+        have = render_frontend(inv, unit)["/etc/keepalived/keepalived.conf"].content
+        golden = GOLDEN / f"{host}.conf"
+        if os.environ.get("UPDATE_GOLDEN") == "1":
+            golden.parent.mkdir(parents=True, exist_ok=True)
+            golden.write_bytes(have)
+        assert have == golden.read_bytes(), f"{host}: UPDATE_GOLDEN=1 to accept"
+
+
+def test_state_parsing() -> None:
+    text = "INSTANCE web 2\nINSTANCE api 1\nADDR eth0@if9 192.0.2.11/24\nADDR eth0 192.0.2.250/24\n"
+    assert parse_state(text) == (
+        {"web": "MASTER", "api": "BACKUP"},
+        [("eth0", "192.0.2.11/24"), ("eth0", "192.0.2.250/24")],
+    )
+    assert parse_state("DOWN\nADDR lo 127.0.0.1/8\n") == (None, [("lo", "127.0.0.1/8")])
