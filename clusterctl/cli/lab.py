@@ -29,13 +29,16 @@ def lab_up(
         str, typer.Option("--frontends", help="Front-end kinds, comma-separated; may repeat.")
     ] = "haproxy,nginx,apache",
     output: OutputFormat = "text",
+    vip: Annotated[
+        bool, typer.Option("--vip", help="The front ends share a virtual address (keepalived).")
+    ] = False,
 ) -> None:
     """Build the local lab (idempotent): hosts in network namespaces with real sshd and servers."""
     from clusterctl import lab
 
     fmt = _output(output)
     kinds = [k.strip() for k in frontends.split(",") if k.strip()]
-    info = lab.up(name, backends=backends, frontends=kinds)
+    info = lab.up(name, backends=backends, frontends=kinds, vip=vip)
     if fmt == "json":
         _out(info.to_json())
         return
@@ -43,6 +46,8 @@ def lab_up(
     _out(f"lab {info.name!r} {state} on {info.subnet}")
     for h in info.hosts:
         _out(f"  {h.name:<6} {h.role:<9} {h.kind:<8} {h.address:<16} {h.url}")
+    for g in info.vrrp:
+        _out(f"  vrrp {g['name']}: {g['address']} on {', '.join(g['members'])}")
     _out(f"inventory: {info.inventory_path}")
     _out(
         f"ssh: ssh -i {info.ssh_key_path} -o UserKnownHostsFile={info.known_hosts_path} root@ADDRESS"
@@ -102,12 +107,19 @@ def lab_load(
     duration: Annotated[float, typer.Option("--duration", min=1, max=600, help="Seconds.")] = 20,
     clients: Annotated[int, typer.Option("--clients", min=1, max=64, help="Per front end.")] = 4,
     keepalive: Annotated[bool, typer.Option("--keepalive/--no-keepalive")] = True,
+    vip: Annotated[
+        bool, typer.Option("--vip", help="Through the lab's virtual address, not each front end.")
+    ] = False,
 ) -> None:
     """Send bounded steady traffic (GETs and POSTs) through every lab front end; count failures."""
     from clusterctl import lab
+    from clusterctl.lab.vrrp import vip as lab_vip
     from clusterctl.loadgen import load_all
 
-    urls = {h.name: h.url for h in lab.info(name).frontends}
+    info = lab.info(name)
+    urls = {h.name: h.url for h in info.frontends}
+    if vip:
+        urls = {"vip": f"http://{lab_vip(info)}/"}
     reports = load_all(urls, clients=clients, duration=duration, keepalive=keepalive)
     for host, report in reports.items():
         _out(f"{host}: {report.summary()}")

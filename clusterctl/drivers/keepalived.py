@@ -137,7 +137,6 @@ class KeepalivedDriver(Driver):
     min_version = (2, 2)
     error_log = "-"
     balance = frozenset()
-    lab_tools = ("ip",)
     lab_dirs = (CONFIG_DIR,)
     lab_service = LAB_SERVICE
     # Not a proxy: no front end is of this kind; the lab starts it beside one (--vip).

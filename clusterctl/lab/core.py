@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from clusterctl.drivers import DRIVERS
+from clusterctl.lab import vrrp as lab_vrrp
 from clusterctl.lab.hosts import (
     APP_PORT,
     PRIVATE_DIRS,
@@ -85,8 +86,10 @@ def up(
     backends: int = 3,
     frontends: list[str] | None = None,
     state_dir: Path | None = None,
+    vip: bool = False,
 ) -> LabInfo:
-    """Build lab ``name`` (or return the running one with ``already_running=True``)."""
+    """Build lab ``name`` (or return the running one with ``already_running=True``); with
+    ``vip``, its front ends share a virtual address (keepalived, lab/vrrp.py)."""
     kinds = list(FRONTEND_KINDS) if frontends is None else list(frontends)
     validate_name(name)
     bad = [k for k in kinds if k not in FRONTEND_KINDS]
@@ -97,7 +100,9 @@ def up(
     if len(kinds) > MAX_FRONTENDS:
         raise LabError(f"at most {MAX_FRONTENDS} front ends, not {len(kinds)}")
     require_root()
-    require_binaries(kinds)
+    require_binaries(kinds + (["keepalived"] if vip else []))
+    if vip and len(kinds) < 2:
+        raise LabError("--vip needs two or more front ends (e.g. --frontends haproxy,haproxy)")
     naming = Naming(name)
 
     with lab_lock(name):
@@ -145,6 +150,8 @@ def up(
             known_hosts_path=sdir / "known_hosts",
             hosts=hosts,
         )
+        if vip:
+            info.vrrp = lab_vrrp.groups(naming, name, info.frontends)
         state = State(
             sdir / "state.json",
             {
@@ -208,6 +215,8 @@ def _build(naming: Naming, info: LabInfo, state: State) -> None:
 
     write_inventory(info, info.inventory_path)
     _checkpoint("inventory")
+    if info.vrrp:
+        lab_vrrp.start(info)
     state.set("info", info.to_dict())
     state.set("phase", "running")
 

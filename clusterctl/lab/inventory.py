@@ -8,6 +8,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from clusterctl.lab.types import LabInfo
+from clusterctl.lab.vrrp import vrrp_section
 
 
 def lab_inventory(info: LabInfo) -> dict[str, Any]:
@@ -47,7 +48,7 @@ def lab_inventory(info: LabInfo) -> dict[str, Any]:
             "command": ["/srv/app/bin/deploy", "{version}"],
             "health": {"path": "/health", "port": 8080},
         },
-    }
+    } | vrrp_section(info)
 
 
 def write_inventory(info: LabInfo, path: Path) -> None:

@@ -38,6 +38,8 @@ class LabInfo:
     known_hosts_path: Path
     hosts: list[LabHost] = field(default_factory=list)
     already_running: bool = False
+    # VRRP groups (lab up --vip): name, address, interface, members, router_id (lab/vrrp.py).
+    vrrp: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def frontends(self) -> list[LabHost]:
@@ -101,6 +103,7 @@ class LabInfo:
             known_hosts_path=Path(data["known_hosts_path"]),
             hosts=[LabHost(**h) for h in data["hosts"]],
             already_running=bool(data.get("already_running", False)),
+            vrrp=list(data.get("vrrp", [])),
         )
 
 
