@@ -1,6 +1,8 @@
 """Plan: a pure function from rendered files and gathered facts to what apply will do.
 
-`clusterctl plan` prints it and stops; `clusterctl apply` prints the same plan and executes it.
+`clusterctl plan` prints it and stops; `clusterctl apply` prints the same plan and executes it:
+each host's plan holds the ordered steps apply runs there and the rollback steps that undo them
+(plan_steps.py; built by plan_build.py).
 """
 
 from __future__ import annotations
@@ -9,12 +11,16 @@ import dataclasses
 import difflib
 import hashlib
 import posixpath
+import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from clusterctl.drivers import driver_for
 from clusterctl.facts import HostFacts, LiveFile
 from clusterctl.model.schema import Frontend, Inventory
+from clusterctl.plan_build import host_steps, stage_root
+from clusterctl.plan_steps import Step, step_json
 from clusterctl.preflight import problems
 from clusterctl.render import File, HostFiles, render_frontend
 
@@ -62,6 +68,11 @@ class HostPlan:
     deletions: tuple[Deletion, ...] = ()
     # Why the new config would not start on this host (bind preflight): nothing is changed.
     refused: tuple[str, ...] = ()
+    run_id: str = ""
+    # What apply runs on the host, in order, and what undoes it once the files are swapped;
+    # both empty when there is nothing to do or it is refused.
+    steps: tuple[Step, ...] = field(default=(), compare=False, repr=False)
+    rollback: tuple[Step, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def changes(self) -> tuple[FileChange, ...]:
@@ -181,9 +192,58 @@ def deletions(fe: Frontend, rendered: HostFiles, facts: HostFacts) -> tuple[Dele
     return tuple(sorted(out, key=lambda d: d.path))
 
 
-def plan_host(inv: Inventory, fe: Frontend, facts: HostFacts) -> HostPlan:
+def new_run_id() -> str:
+    """This run's name on the hosts: its staging folder and the pending marker's content."""
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(4)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A host's files rendered once per command, for both places they go.
+
+    The templates are rendered a single time, with every path under the run's staging root
+    (what the validators check on the host), and the live files are that text with the root
+    taken out: the root only ever prefixes paths (drivers' `view`), so the result is byte for
+    byte what a render without a root gives (tests/unit/test_plan_cases.py proves it for every
+    example inventory). The root is a safe sentinel: it ends in the run id, whose random part
+    no inventory can hold in advance. Secret files are never edited: they come from the local
+    TLS files, which a root never enters.
+    """
+
+    fe: Frontend
+    run_id: str
+    root: str
+    staged: HostFiles
+    live: HostFiles
+
+
+def render_host(inv: Inventory, fe: Frontend, run_id: str | None = None) -> Rendered:
+    run_id = run_id or new_run_id()
+    root = stage_root(fe.name, run_id)
+    staged = render_frontend(inv, fe, root=root)
+    sentinel = root.encode()
+    live = {
+        path: f if f.secret else dataclasses.replace(f, content=f.content.replace(sentinel, b""))
+        for path, f in staged.items()
+    }
+    return Rendered(fe, run_id, root, staged, live)
+
+
+def plan_host(
+    inv: Inventory,
+    fe: Frontend,
+    facts: HostFacts,
+    run_id: str | None = None,
+    rendered_as: Rendered | None = None,
+) -> HostPlan:
+    """`rendered_as`: the render the facts were gathered for, reused when the host runs the
+    version it was rendered for (the version decides the bytes, and is known only now)."""
     fe_now = effective_frontend(fe, facts)
-    rendered = render_frontend(inv, fe_now)
+    if rendered_as is None or rendered_as.fe != fe_now:
+        rendered_as = render_host(
+            inv, fe_now, run_id or (rendered_as.run_id if rendered_as else None)
+        )
+    rendered = rendered_as.live
     changes = tuple(
         file_change(path, f, facts.files.get(path, LiveFile(path, False)))
         for path, f in rendered.items()
@@ -195,7 +255,7 @@ def plan_host(inv: Inventory, fe: Frontend, facts: HostFacts) -> HostPlan:
         if config is not None:
             text = config.content.decode("utf-8", "replace")
             refused = tuple(problems(fe.kind, text, facts.network))
-    return HostPlan(
+    hp = HostPlan(
         host=fe.name,
         kind=fe.kind,
         files=changes,
@@ -205,7 +265,23 @@ def plan_host(inv: Inventory, fe: Frontend, facts: HostFacts) -> HostPlan:
         rendered=rendered,
         deletions=gone,
         refused=refused,
+        run_id=rendered_as.run_id,
     )
+    if refused or not hp.needs_work:
+        return hp
+    steps, rollback = host_steps(
+        inv,
+        fe_now,
+        run_id=rendered_as.run_id,
+        root=rendered_as.root,
+        staged=rendered_as.staged,
+        live=rendered,
+        changes=[(c.path, c.new) for c in hp.changes],
+        gone=[d.path for d in gone],
+        pending=hp.pending_reload,
+        temps=hp.stale_temps,
+    )
+    return dataclasses.replace(hp, steps=steps, rollback=rollback)
 
 
 def unreachable(fe: Frontend, reason: str) -> HostPlan:
@@ -248,6 +324,9 @@ def plan_json(plan: Plan) -> dict[str, Any]:
                     }
                     for d in h.deletions
                 ],
+                "run_id": h.run_id or None,
+                "steps": [step_json(s) for s in h.steps],
+                "rollback": [step_json(s) for s in h.rollback],
             }
             for h in plan.hosts
         ],
