@@ -20,8 +20,7 @@ from clusterctl.execute.ssh import Endpoint, Remote
 from clusterctl.facts import gather
 from clusterctl.model import vrrp
 from clusterctl.model.schema import Frontend, Inventory
-from clusterctl.plan import HostPlan, Plan, plan_host, unreachable
-from clusterctl.render import render_frontend
+from clusterctl.plan import HostPlan, Plan, plan_host, render_host, unreachable
 
 Progress = Callable[[str, str], None]
 
@@ -45,10 +44,12 @@ def select(inv: Inventory, limit: list[str] | None) -> list[Frontend]:
 def _plan_one(inv: Inventory, fe: Frontend, ep: Endpoint) -> HostPlan:
     try:
         with Remote.connect(ep) as remote:
-            # Render once without facts only to know which paths to look at and which are secret.
-            secret = {p: f.secret for p, f in render_frontend(inv, fe).items()}
+            # The one render of this command (with the run's staging root, see plan.Rendered):
+            # which paths to look at and which are secret, then what the plan stages and installs.
+            rendered = render_host(inv, fe)
+            secret = {p: f.secret for p, f in rendered.live.items()}
             facts = gather(remote, fe, secret)
-        return plan_host(inv, fe, facts)
+        return plan_host(inv, fe, facts, rendered_as=rendered)
     except ClusterctlError as exc:
         return unreachable(fe, str(exc))
 
