@@ -218,10 +218,10 @@ def choice(*options: str) -> Check:
     def check(value: Any) -> str:
         s = _plain_text(value)
         if s not in options:
-            import difflib
+            from clusterctl.model.crossref import close_match
 
-            near = difflib.get_close_matches(s, options, n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
+            near = close_match(s, options)
+            hint = f"; did you mean {near!r}?" if near else ""
             raise CheckFailed(f"{show(s)} is not one of {', '.join(options)}{hint}")
         return s
 

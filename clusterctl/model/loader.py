@@ -7,7 +7,6 @@ tuples of dataclasses are YAML lists, everything else goes through the field's c
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import re
 import typing
@@ -16,6 +15,7 @@ from typing import Any
 
 from clusterctl.errors import InventoryError, Problem
 from clusterctl.model import checks as c
+from clusterctl.model.crossref import close_match, raw_references
 from clusterctl.model.localfiles import read_files, resolve_local
 from clusterctl.model.schema import Inventory, Pos, model_fields
 from clusterctl.model.semantics import check_semantics
@@ -63,8 +63,8 @@ class _Walker:
                 shown = key if isinstance(key, str) and _PLAIN_KEY.fullmatch(key) else c.show(key)
                 # Suggestions cost a comparison with every field: only while anyone reads them.
                 many = len(self.problems) > MAX_PROBLEMS
-                near = [] if many else difflib.get_close_matches(str(key), list(fields), n=1)
-                hint = f"; did you mean {near[0]!r}?" if near else ""
+                near = None if many else close_match(str(key), fields)
+                hint = f"; did you mean {near!r}?" if near else ""
                 known = "" if near else f" (known: {', '.join(fields)})"
                 where = f"{path}.{shown}" if path else shown
                 self.fail(self.pos(node, key), where, f"unknown key{hint}{known}")
@@ -172,7 +172,8 @@ def parse(text: str, file: str) -> Inventory:
         )
     model: Inventory | None = walker.build(Inventory, doc, "", walker.pos(doc))
     if model is None:
-        raise InventoryError(_first(walker.problems))
+        # References are read from the tree as written, so they come in the same report.
+        raise InventoryError(_first(walker.problems + raw_references(doc, file, walker.problems)))
     files, file_problems = read_files(model, Path(file).parent)
     problems = walker.problems + file_problems + check_semantics(model)
     if problems:

@@ -144,7 +144,8 @@ def check_semantics(inv: Inventory) -> list[Problem]:
                     pool.health,
                     "type",
                     f"pools[{inv.pools.index(pool)}].health.type",
-                    f"mysql check on a pool that http service {svc.name!r} uses",
+                    f"mysql check on a pool that http service {svc.name!r} uses; MySQL is "
+                    f"not HTTP: give that service mode: tcp (or the pool an http check)",
                 )
     _check_ports(inv, r)
     _check_pool_modes(inv, r)
@@ -278,9 +279,6 @@ def _check_frontend(inv: Inventory, fe: Frontend, where: str, r: _Report) -> Non
 
 
 def _missing(what: str, name: str, known: Iterable[str]) -> str:
-    import difflib
+    from clusterctl.model.crossref import missing
 
-    names = list(known)
-    near = difflib.get_close_matches(name, names, n=1)
-    hint = f"; did you mean {near[0]!r}?" if near else f" (known: {', '.join(names) or 'none'})"
-    return f"no {what} named {name!r}{hint}"
+    return missing(what, name, known)
