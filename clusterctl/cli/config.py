@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated
 
 import typer
@@ -36,6 +36,54 @@ def validate(inventory: Inventory) -> None:
     )
 
 
+RENDER_MANIFEST = ".clusterctl-render"
+
+
+def _safe_relative(line: str) -> PurePosixPath | None:
+    rel = PurePosixPath(line)
+    if not line or rel.is_absolute() or any(p in ("", ".", "..") for p in line.split("/")):
+        return None
+    return rel
+
+
+def prune_render(root: Path, written: list[str]) -> list[str]:
+    """Remove what an earlier render into `root` wrote and this one did not; record this one.
+
+    Only files named in the manifest an earlier render left in `root` are removed (never a file
+    clusterctl did not write, never outside `root`, never through a symlink), then folders that
+    became empty.
+    """
+    manifest = root / RENDER_MANIFEST
+    try:
+        before = manifest.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        before = []
+    keep = set(written)
+    removed = []
+    for line in before:
+        rel = _safe_relative(line)
+        if rel is None or line in keep:
+            continue
+        target = root / rel
+        inside = all(not (root / part).is_symlink() for part in _prefixes(rel))
+        if inside and target.is_file() and not target.is_symlink():
+            target.unlink()
+            removed.append(line)
+            for folder in list(_prefixes(rel))[:-1][::-1]:
+                try:
+                    (root / folder).rmdir()  # only when empty
+                except OSError:
+                    break
+    root.mkdir(parents=True, exist_ok=True)
+    manifest.write_text("".join(f"{w}\n" for w in sorted(keep)), encoding="utf-8")
+    return removed
+
+
+def _prefixes(rel: PurePosixPath) -> list[PurePosixPath]:
+    parts = rel.parts
+    return [PurePosixPath(*parts[: i + 1]) for i in range(len(parts))]
+
+
 @app.command()
 def render(
     inventory: Inventory,
@@ -46,7 +94,11 @@ def render(
         bool, typer.Option("--check", help="Run haproxy -c / nginx -t / apache2 -t on the result.")
     ] = False,
 ) -> None:
-    """Write every file each front end would get, as DIR/<host>/<absolute path>."""
+    """Write every file each front end would get, as DIR/<host>/<absolute path>.
+
+    Files an earlier render into DIR wrote and this one does not are removed (DIR keeps a list
+    of what it wrote in .clusterctl-render); nothing else in DIR is touched.
+    """
     from clusterctl.localcheck import check_all, write_tree
     from clusterctl.model import load
     from clusterctl.render import render as render_all
@@ -58,6 +110,9 @@ def render(
         write_tree(files, output / host)
         for path in files:
             _out(f"{output / host}{path}")
+    written = [f"{host}{path}" for host, files in rendered.items() for path in files]
+    for gone in prune_render(output, written):
+        _out(f"removed {output / gone} (no longer rendered)")
     failed = [r for r in results if not r.ok]
     for r in results:
         _out(f"{r.host}: {r.kind} config {'valid' if r.ok else 'INVALID'}")
@@ -111,7 +166,7 @@ def apply(
     from clusterctl.execute.quorum import named
     from clusterctl.execute.runner import cluster_lock, execute_plan, make_plan, select
     from clusterctl.model import load
-    from clusterctl.ui import console, print_plan, print_results
+    from clusterctl.ui import console, plural, print_plan, print_results
 
     inv = load(inventory)
     targets = _limit(limit, _frontend_names(inv))
@@ -136,7 +191,7 @@ def apply(
     bad = [r for r in results if r.status in ("failed", "rolled back")]
     if bad:
         raise ClusterctlError(
-            f"{len(bad)} of {len(results)} front end(s) not applied: "
+            f"{len(bad)} of {plural(len(results), 'front end')} not applied: "
             + "; ".join(named(r.host, r.message) for r in bad)  # "lb2: lb2: ..." never
         )
 
@@ -149,16 +204,20 @@ def verify(
     release: Annotated[
         str | None, typer.Option("--release", help="Release every backend must serve.")
     ] = None,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Show pytest's own report as well as the summary.")
+    ] = False,
 ) -> None:
     """Check the real hosts with testinfra: services, ports, installed files, modes, admin access.
 
-    Extra arguments after `--` go to pytest (e.g. -- -x -k haproxy).
+    Prints a line per host, each failed check with its reason, and the totals; exit 1 when any
+    check failed. Extra arguments after `--` go to pytest (e.g. -- -x -k haproxy).
     """
     from clusterctl.model import load
     from clusterctl.verify import run_verify
 
     inv = load(inventory)
     hosts = _frontend_names(inv) + sorted({s.name for p in inv.pools for s in p.servers})
-    rc = run_verify(inventory, _limit(limit, hosts), list(ctx.args), release=release)
+    rc = run_verify(inventory, _limit(limit, hosts), list(ctx.args), release=release, raw=raw)
     if rc:
         raise typer.Exit(rc)

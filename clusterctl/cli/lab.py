@@ -13,6 +13,7 @@ from clusterctl.cli.base import (
     app,
 )
 from clusterctl.errors import ClusterctlError
+from clusterctl.ui import plural
 
 lab_app = typer.Typer(help="A local cluster of network-namespace hosts to rehearse on.")
 app.add_typer(lab_app, name="lab")
@@ -125,4 +126,4 @@ def lab_load(
         _out(f"{host}: {report.summary()}")
     failed = sum(r.failed for r in reports.values())
     if failed:
-        raise ClusterctlError(f"{failed} failed request(s) through the lab's front ends")
+        raise ClusterctlError(f"{plural(failed, 'failed request')} through the lab's front ends")

@@ -87,17 +87,29 @@ def _by_hand(
         step(cluster)
 
 
-def _restore_hint(inventory: Path, node: str) -> str:
+DRAIN_TIMEOUT = 60.0
+
+
+def _again(command: str, inventory: Path, node: str, *flags: str) -> str:
+    """The command to run next, with this run's own inventory and node, quoted for a shell."""
     import shlex
 
-    return f"clusterctl restore -i {shlex.quote(str(inventory))} {shlex.quote(node)}"
+    words = ["clusterctl", command, "-i", str(inventory), node, *flags]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _restore_hint(inventory: Path, node: str, lock_wait: float = 0.0) -> str:
+    wait = ["--lock-wait", f"{lock_wait:g}"] if lock_wait else []
+    return _again("restore", inventory, node, *wait)
 
 
 @app.command()
 def drain(
     inventory: Inventory,
     node: Annotated[str, typer.Argument(help="Backend server name.")],
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for sessions.")] = 60,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for sessions.")
+    ] = DRAIN_TIMEOUT,
     force: Annotated[
         bool,
         typer.Option("--force", help="Drain even if a pool drops below deploy.min_available."),
@@ -117,14 +129,16 @@ def drain(
     def run(cluster: Any) -> None:
         if not force:
             out = {**ro.declared_out(cluster.inv), **ro.live_out(cluster)}
-            ro.check_floor(cluster.inv, [node], out, fix="--force")
+            waits = ["--timeout", f"{timeout:g}"] if timeout != DRAIN_TIMEOUT else []
+            again = _again("drain", inventory, node, *waits, "--force")
+            ro.check_floor(cluster.inv, [node], out, fix=again)
         ro.drain(cluster, node, timeout, False, emit)
 
     _by_hand(inventory, node, "drain", lock_wait, run)
     if output == "text":
         _out(
             f"{node} is drained on every front end; test it privately, then: "
-            f"{_restore_hint(inventory, node)}"
+            f"{_restore_hint(inventory, node, lock_wait)}"
         )
 
 

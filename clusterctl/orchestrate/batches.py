@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from clusterctl.errors import ClusterctlError
 from clusterctl.model.schema import Inventory, Pool, Server
 from clusterctl.model.semantics import service_pools
+from clusterctl.ui import plural
 
 # node -> why it is out of service now ("maint on lb1", "drain in the inventory")
 Out = Mapping[str, str]
@@ -55,7 +56,7 @@ def rollout_pools(inv: Inventory, names: list[str] | None) -> list[Pool]:
         missing = [n for n in wanted if n not in known]
         if missing:
             raise ClusterctlError(
-                f"--pool names unknown pool(s) {', '.join(missing)} "
+                f"--pool names unknown {'pool' if len(missing) == 1 else 'pools'} {', '.join(missing)} "
                 f"(known: {', '.join(sorted(known))})"
             )
         return [known[n] for n in wanted]
@@ -137,7 +138,7 @@ def check_floor(
     floor = inv.deploy.min_available
     head = (
         f"{'a batch of ' if batch > 1 else ''}{', '.join(names)} would leave pool {pool.name} "
-        f"with {serving} serving node(s){_out_in(pool, out, set(names))}, below "
+        f"with {plural(serving, 'serving node')}{_out_in(pool, out, set(names))}, below "
         f"deploy.min_available {floor}"
     )
     if hint:
@@ -150,7 +151,9 @@ def check_floor(
         )
     advice.append(f"lower deploy.min_available in {_inv_arg(inv)}")
     if fix:
-        advice.append(f"pass {fix} to go below the floor knowingly")
+        # A whole command ("clusterctl drain -i inv.yaml web1 --force") is run, a flag passed.
+        verb = "run" if fix.startswith("clusterctl ") else "pass"
+        advice.append(f"{verb} {fix} to go below the floor knowingly")
     raise FloorError(f"{head}; {'; or '.join(advice)}")
 
 

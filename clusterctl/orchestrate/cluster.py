@@ -22,6 +22,7 @@ from clusterctl.execute.endpoints import frontend_endpoints, server_endpoints
 from clusterctl.execute.group import run_group
 from clusterctl.execute.ssh import Remote
 from clusterctl.model.schema import Frontend, Inventory
+from clusterctl.ui import plural
 
 PROGRESS_EVERY = 2.0  # seconds between progress events during a wait
 
@@ -163,10 +164,12 @@ def wait_idle(
         if now - t1 > timeout:
             total = sum(left.values())
             if cut:
-                emit(Event(node, step, "ok", now - t1, f"cut {total} straggling session(s)"))
+                emit(
+                    Event(node, step, "ok", now - t1, f"cut {plural(total, 'straggling session')}")
+                )
                 return now - t1
             raise StepFailed(
-                step, f"{total} session(s) still active after {timeout:.0f}s ({open_text})"
+                step, f"{plural(total, 'session')} still active after {timeout:.0f}s ({open_text})"
             )
         if now - last_progress >= PROGRESS_EVERY:
             last_progress = now

@@ -7,18 +7,25 @@ owner and mode; HAProxy's admin socket is root's alone; the admin port refuses o
 the node itself, answers as the inventory expects, with the expected release if one is given.
 
 The checks are a pytest module (checks.py) run in a pytest subprocess over testinfra's ssh
-backend with strict host keys (targets.py writes the ssh_config).
+backend with strict host keys (targets.py writes the ssh_config). pytest's own report is not
+shown (`--raw` shows it): the plugin hands every check's outcome back as JSON and clusterctl
+prints a line per host, each failure in its own words, and the totals.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from clusterctl.errors import ClusterctlError
+from clusterctl.ui import plural
+from clusterctl.verify.plugin import ENV_REPORT, Check, HostTally
 from clusterctl.verify.targets import (
     ENV_INVENTORY,
     ENV_LAB,
@@ -28,7 +35,16 @@ from clusterctl.verify.targets import (
     make_targets,
 )
 
-__all__ = ["ENV_INVENTORY", "ENV_LAB", "ENV_LIMIT", "ENV_RELEASE", "checks_path", "run_verify"]
+__all__ = [
+    "ENV_INVENTORY",
+    "ENV_LAB",
+    "ENV_LIMIT",
+    "ENV_RELEASE",
+    "VerifyReport",
+    "checks_path",
+    "run_verify",
+    "verify_checks",
+]
 
 NEEDS = ("pytest", "testinfra")
 
@@ -38,7 +54,9 @@ def checks_path() -> Path:
     return Path(__file__).resolve().parent / "checks.py"
 
 
-def pytest_argv(extra_pytest_args: list[str]) -> list[str]:
+def pytest_argv(extra_pytest_args: list[str], raw: bool = True) -> list[str]:
+    """pytest's command line; without `raw`, with no report of its own (the terminal plugin
+    off: clusterctl prints the summary)."""
     here = checks_path().parent
     return [
         sys.executable,
@@ -53,27 +71,62 @@ def pytest_argv(extra_pytest_args: list[str]) -> list[str]:
         "clusterctl.verify.plugin",
         "-p",
         "no:cacheprovider",
-        "-rA",
-        "--tb=short",
-        "--no-header",
+        *(["-rA", "--tb=short", "--no-header"] if raw else ["-p", "no:terminal"]),
         *extra_pytest_args,
     ]
 
 
-def run_verify(
+@dataclass
+class VerifyReport:
+    """Every check's outcome, and pytest's exit status."""
+
+    rc: int
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if c.outcome == "failed"]
+
+    def summary(self) -> list[str]:
+        """A line per host, then each failure in its own words, then one line of totals."""
+        tallies: dict[str, HostTally] = {}
+        for c in self.checks:
+            t = tallies.setdefault(c.host, HostTally(role=c.role))
+            if c.outcome == "passed":
+                t.passed += 1
+            elif c.outcome == "skipped":
+                t.skipped += 1
+            else:
+                t.failed.append(c.check)
+        hosts = sorted(tallies, key=lambda h: (tallies[h].role == "backend", h))
+        lines = [tallies[h].line(h) for h in hosts]
+        for c in self.failed:
+            first, *rest = c.message.splitlines() or [""]
+            lines.append(f"FAILED {c.host} {c.check}: {first}")
+            lines.extend(f"    {ln}" for ln in rest)
+        bad = {c.host for c in self.failed}
+        lines.append(
+            f"verify: {plural(len(hosts), 'host')} checked, {len(bad)} failed "
+            f"({plural(len(self.checks), 'check')}, {len(self.failed)} failed)"
+        )
+        return lines
+
+
+def verify_checks(
     inventory: Path,
     limit: list[str] | None,
     extra_pytest_args: list[str],
     *,
     release: str | None = None,
-) -> int:
-    """Run the checks against `inventory`'s hosts; pytest's exit code (0: every check passed).
+    raw: bool = False,
+) -> VerifyReport:
+    """Run the checks against `inventory`'s hosts and collect every check's outcome.
 
     `limit`: only these hosts (front-end or backend names). `release`: every checked backend
     must serve it (default: the CLUSTERCTL_VERIFY_RELEASE environment variable, if set).
-    pytest's report goes to this process's stdout, with a summary line per host at the end.
-    Raises InventoryError for a bad inventory, ClusterctlError for unknown --limit names or
-    missing pytest/pytest-testinfra.
+    `raw`: pytest's own report goes to this process's stdout as well. Raises InventoryError for
+    a bad inventory, ClusterctlError for unknown --limit names, missing pytest/pytest-testinfra
+    or a run that ended before any check reported.
     """
     missing = [m for m in NEEDS if importlib.util.find_spec(m) is None]
     if missing:
@@ -91,4 +144,34 @@ def run_verify(
     env[ENV_LIMIT] = ",".join(settings.limit or ())
     env[ENV_RELEASE] = release or ""
     sys.stdout.flush()
-    return subprocess.run(pytest_argv(extra_pytest_args), env=env, check=False).returncode
+    with tempfile.TemporaryDirectory(prefix="clusterctl-verify-") as tmp:
+        report_file = Path(tmp) / "report.json"
+        env[ENV_REPORT] = str(report_file)
+        argv = pytest_argv(extra_pytest_args, raw)
+        proc = subprocess.run(argv, env=env, check=False, capture_output=not raw, text=True)
+        if not report_file.exists():
+            said = "" if raw else (proc.stderr or proc.stdout).strip().splitlines()
+            last = said[-1] if said else f"pytest exited with status {proc.returncode}"
+            raise ClusterctlError(f"verify stopped before any check ran: {last}")
+        data = json.loads(report_file.read_text(encoding="utf-8"))
+    checks = [Check(**c) for c in data.get("checks", [])]
+    return VerifyReport(proc.returncode, checks)
+
+
+def run_verify(
+    inventory: Path,
+    limit: list[str] | None,
+    extra_pytest_args: list[str],
+    *,
+    release: str | None = None,
+    raw: bool = False,
+) -> int:
+    """Run the checks and print their summary; 0 when every check passed, else 1.
+
+    The summary is a line per host, then every failure with its message, then the totals.
+    """
+    report = verify_checks(inventory, limit, extra_pytest_args, release=release, raw=raw)
+    for line in report.summary():
+        sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+    return 0 if report.rc == 0 and not report.failed else 1

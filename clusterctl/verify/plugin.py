@@ -6,9 +6,15 @@ import its hooks. Tests say which host they check in their user_properties (chec
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import pytest
+
+# Where run_verify wants every check's outcome, as JSON, to print its own summary from.
+ENV_REPORT = "CLUSTERCTL_VERIFY_REPORT"
 
 HOST_PROPERTY = "clusterctl_host"
 ROLE_PROPERTY = "clusterctl_role"
@@ -34,11 +40,32 @@ class HostTally:
         return f"{host:<12} {self.role:<8} {state:<6} {', '.join(parts)}{release}"
 
 
+@dataclass(frozen=True)
+class Check:
+    """One check's outcome: its host, its name (pytest's test id) and, failed, why."""
+
+    host: str
+    role: str
+    check: str
+    outcome: str  # passed | failed | skipped
+    message: str = ""
+
+
+def _why(report: pytest.TestReport) -> str:
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    # checks.py fails with pytest.fail(pytrace=False): the long report is its message alone.
+    text = report.longreprtext.strip()
+    prefix = "Failed: "
+    return text[len(prefix) :] if text.startswith(prefix) else text
+
+
 class Tally:
     """Outcomes per host, collected as tests report and printed at the end."""
 
     def __init__(self) -> None:
         self.hosts: dict[str, HostTally] = {}
+        self.checks: list[Check] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties)
@@ -58,6 +85,16 @@ class Tally:
             tally.skipped += 1
         elif test not in tally.failed:
             tally.failed.append(test)
+        else:
+            return  # a teardown failing after the call failed: one line per check
+        message = "" if report.outcome == "passed" else _why(report)
+        self.checks.append(Check(str(host), tally.role, test, report.outcome, message))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        target = os.environ.get(ENV_REPORT)
+        if target:
+            data = {"checks": [asdict(c) for c in self.checks]}
+            Path(target).write_text(json.dumps(data), encoding="utf-8")
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if not self.hosts:

@@ -32,6 +32,7 @@ from clusterctl.model.schema import Frontend, Inventory
 from clusterctl.model.semantics import frontend_services
 from clusterctl.plan import effective_frontend
 from clusterctl.render import render_frontend
+from clusterctl.ui import plural
 
 ENV_INVENTORY = "CLUSTERCTL_VERIFY_INVENTORY"
 ENV_LAB = "CLUSTERCTL_VERIFY_LAB"
@@ -166,7 +167,7 @@ def make_targets(settings: Settings) -> Targets:
         unknown = [n for n in settings.limit if n not in known]
         if unknown:
             raise ClusterctlError(
-                f"--limit names unknown host(s) {', '.join(unknown)} "
+                f"--limit names unknown {'host' if len(unknown) == 1 else 'hosts'} {', '.join(unknown)} "
                 f"(front ends: {', '.join(fe_names)}; backends: {', '.join(be_names) or 'none'})"
             )
         wanted = set(settings.limit)
@@ -360,7 +361,9 @@ class Expected:
             )
         )
         more = len(lines) - DIFF_LINES
-        return "\n".join(lines[:DIFF_LINES]) + (f"\n... {more} more line(s)" if more > 0 else "")
+        return "\n".join(lines[:DIFF_LINES]) + (
+            f"\n... {plural(more, 'more line')}" if more > 0 else ""
+        )
 
 
 def server_version(host: Any, kind: str) -> str | None:

@@ -441,7 +441,7 @@ def test_e_one_unreachable_front_end_among_several(lab: Lab, base: dict[str, Any
         "lb9": "failed",
     }, run
     assert f"cannot reach {ghost}:22" in failure_of(run, "lb9"), run
-    assert "1 of 4 front end(s) not applied" in run.err
+    assert "1 of 4 front ends not applied" in run.err
     assert_all_serve_valid(lab)
     for fe in lab.frontends:
         assert goes_to_course(fe.address, "/e")

@@ -263,9 +263,7 @@ def test_with_one_host_down_apply_limit_takes_the_lock_and_works(clean: Lab) -> 
     assert records(lab, ALL[1:]) == dict.fromkeys(ALL[1:])  # given back everywhere
     # Without --limit the lost host is named, once, in the summary (an SSHError names it already).
     whole = apply(lab)
-    assert whole.rc == 1 and "1 of 3 front end(s) not applied: lb1: cannot reach" in whole.err, (
-        whole
-    )
+    assert whole.rc == 1 and "1 of 3 front ends not applied: lb1: cannot reach" in whole.err, whole
     assert "lb1: lb1:" not in whole.err
     up(lab, "lb1")
     assert show(lab).out.strip() == "cluster lock: free"

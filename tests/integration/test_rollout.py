@@ -574,7 +574,7 @@ def test_drain_refuses_to_take_a_pool_below_the_floor_unless_forced(settled: Rig
         # min_available 2 of be1..be3: with be1 out, be2 may not go too.
         res = cli("drain", "-i", inv, "be2")
         assert res.returncode == 1, res.stdout + res.stderr
-        assert "be2 would leave pool app with 1 serving node(s); already out: be1 (drain on" in (
+        assert "be2 would leave pool app with 1 serving node; already out: be1 (drain on" in (
             res.stderr
         )
         assert f"clusterctl restore -i {inv} be1" in res.stderr

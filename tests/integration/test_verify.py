@@ -25,7 +25,7 @@ from ruamel.yaml import YAML
 
 from clusterctl import lab as labmod
 from clusterctl.errors import ClusterctlError
-from clusterctl.verify import run_verify
+from clusterctl.verify import run_verify, verify_checks
 
 pytestmark = [
     pytest.mark.lab,
@@ -127,12 +127,14 @@ def verify(
 
 
 def test_verify_passes_after_apply(vlab: VerifyLab, capfd: pytest.CaptureFixture[str]) -> None:
-    rc, out = verify(capfd, vlab.inventory)
-    assert rc == 0, out
+    report = verify_checks(vlab.inventory, None, [])
+    out = "\n".join(report.summary())
+    assert report.rc == 0 and not report.failed, out
     # A summary line per host, and every rendered file checked, private keys included.
     for host in ("lb1", "lb2", "lb3", "be1", "be2", "be3"):
         assert any(line.startswith(f"{host} ") and " ok " in line for line in out.splitlines())
-    passed = {line.split("::", 1)[1] for line in out.splitlines() if line.startswith("PASSED ")}
+    assert out.splitlines()[-1].startswith("verify: 6 hosts checked, 0 failed ("), out
+    passed = {c.check for c in report.checks if c.outcome == "passed"}
     for fe in vlab.info.frontends:
         assert f"test_installed_file[{fe.name}:{CONFIG[fe.kind]}]" in passed, out
         assert f"test_installed_file[{fe.name}:{KEY[fe.kind]}]" in passed, out
@@ -151,7 +153,11 @@ def test_changed_config_fails_naming_host_and_file(
         assert f"lb2: {CONFIG['nginx']}: content differs from the rendered file" in out, out
         assert "-# changed by hand" in out  # the diff, live -> rendered
         failed = [line for line in out.splitlines() if line.startswith("FAILED ")]
-        assert any("::test_installed_file[lb2:/etc/nginx/nginx.conf]" in f for f in failed), out
+        assert any(
+            f.startswith("FAILED lb2 test_installed_file[lb2:/etc/nginx/nginx.conf]: lb2: ")
+            for f in failed
+        ), out
+        assert "::" not in out and "checks.py" not in out  # a summary, not pytest's report
         summary = next(line for line in out.splitlines() if line.startswith("lb2 "))
         assert "FAILED" in summary and CONFIG["nginx"] in summary, summary
         # --limit leaves lb2 out: the other hosts still pass.

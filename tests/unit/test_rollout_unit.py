@@ -146,7 +146,7 @@ def test_a_batch_below_the_floor_is_refused_naming_the_pool() -> None:
     # app has 4 serving nodes (the backup does not count): 2 at once leaves 2 < 3.
     with pytest.raises(ClusterctlError) as err:
         ro.plan_batches(inv, ro.Options("2.0", batch="2", pools=["app"]))
-    assert "be1, be2 would leave pool app with 2 serving node(s)" in str(err.value)
+    assert "be1, be2 would leave pool app with 2 serving nodes" in str(err.value)
     # Not "use a smaller --batch": one at a time fails too (be4 would leave api with be5 alone).
     assert str(err.value).endswith(
         "below deploy.min_available 3; lower deploy.min_available in inventory.yaml"
@@ -159,7 +159,7 @@ def test_a_smaller_batch_is_suggested_only_when_it_keeps_the_floor() -> None:
     inv = inventory(min_available=1)
     with pytest.raises(ClusterctlError) as err:
         ro.plan_batches(inv, ro.Options("2.0", batch="4", pools=["app"]))
-    assert "be1, be2, be3, be4 would leave pool app with 0 serving node(s)" in str(err.value)
+    assert "be1, be2, be3, be4 would leave pool app with 0 serving nodes" in str(err.value)
     assert str(err.value).endswith("use a smaller --batch (--batch 1 keeps the floor)")
 
 
@@ -407,7 +407,7 @@ def test_sessions_outlasting_the_timeout_stop_at_wait_and_put_the_node_back(fake
     with pytest.raises(ro.RolloutFailed) as err:
         run(ro.Options("2.0", pools=["app"], drain_timeout=0.0), cluster)
     assert (err.value.step, err.value.drained) == ("wait", False)
-    assert "1 session(s) still active" in err.value.reason
+    assert "1 session still active" in err.value.reason
     assert [st for n, st in cluster.calls if n == "be1"] == ["drain", "ready"]
     assert world["release"]["be1"] == "1.0"
 
@@ -471,7 +471,7 @@ def test_live_states_refuse_a_batch_that_would_empty_a_pool(fake: Any) -> None:
     # api is be4 and be5; be5 is out, so be4 cannot go too: nothing is touched.
     with pytest.raises(ro.FloorError) as err:
         run(small, cluster)
-    assert "a batch of be4, be5 would leave pool api with 0 serving node(s)" in str(err.value)
+    assert "a batch of be4, be5 would leave pool api with 0 serving nodes" in str(err.value)
     # One at a time works: be5 first (it serves nobody now), then be4 once be5 is back.
     assert str(err.value).endswith("use a smaller --batch (--batch 1 keeps the floor)")
     assert cluster.calls == [("be5", "maint")]
@@ -521,7 +521,7 @@ def test_a_drain_wait_follows_each_front_end_on_its_own(fake: Any) -> None:
 def test_a_wait_that_runs_out_names_what_is_still_open(fake: Any) -> None:
     cluster, _world = fake
     cluster.sessions["be1"] = [2] * 10_000
-    with pytest.raises(StepFailed, match=r"2 session\(s\) still active after 0s \(lb1 2\)"):
+    with pytest.raises(StepFailed, match=r"2 sessions still active after 0s \(lb1 2\)"):
         ro.wait_idle(cluster, "be1", 0.0, False, lambda e: None)  # type: ignore[arg-type]
 
 
@@ -568,7 +568,7 @@ def test_drain_by_hand_refuses_the_floor_and_names_force() -> None:
     with pytest.raises(ro.FloorError) as err:
         ro.check_floor(inv, ["be4"], {"be5": "maint on lb1"}, fix="--force")
     assert str(err.value) == (
-        "be4 would leave pool api with 0 serving node(s); already out: be5 (maint on lb1), "
+        "be4 would leave pool api with 0 serving nodes; already out: be5 (maint on lb1), "
         "below deploy.min_available 1; put a node back first: clusterctl restore -i inv.yaml "
         "be5; or lower deploy.min_available in inv.yaml; or pass --force to go below the "
         "floor knowingly"
