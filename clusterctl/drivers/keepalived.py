@@ -37,7 +37,7 @@ def hold_file(group: str) -> str:
 
 
 # $1 pid file, $2 JSON dump, $3 the installed config (as clusterctl renders it: its instances'
-# names, router ids and priorities are read back from it). keepalived dumps its instances as JSON on a signal: the reload is confirmed when the dump,
+# names, router ids, priorities and advert intervals are read back from it). keepalived dumps its instances as JSON on a signal: the reload is confirmed when the dump,
 # asked for after the SIGHUP, shows every instance with the new config's router id and
 # priority (the HUP is handled first: the VRRP child reads its signals in order).
 CONFIRM = r"""pid=$(head -n 1 -- "$1" 2>/dev/null | tr -dc 0-9)
@@ -49,14 +49,14 @@ i=0
 until [ -s "$dump" ]; do i=$((i + 1)); [ $i -gt 20 ] && { echo "keepalived wrote no JSON dump" >&2; exit 1; }; sleep 0.05; done
 sleep 0.05
 j=$(tr -d ' \n' < "$dump")
-specs=$(awk '/^vrrp_instance /{n=$2} /^    virtual_router_id /{v=$2} /^    priority /{print n ":" v ":" $2}' "$3")
+specs=$(awk '/^vrrp_instance /{n=$2} /^    virtual_router_id /{v=$2} /^    priority /{p=$2} /^    advert_int /{print n ":" v ":" p ":" $2}' "$3")
 for spec in $specs; do
-  n=${spec%%:*}; rest=${spec#*:}; v=${rest%%:*}; p=${rest#*:}
+  n=${spec%%:*}; rest=${spec#*:}; v=${rest%%:*}; rest=${rest#*:}; p=${rest%%:*}; a=$(printf '%s' "${rest#*:}" | sed 's/[.]/[.]/g')
   case $j in
   *"\"iname\":\"$n\""*) ;;
   *) echo "instance $n not loaded yet" >&2; exit 3 ;;
   esac
-  printf '%s' "$j" | grep -q "\"iname\":\"$n\",[^}]*\"vrid\":$v,\"base_priority\":$p," || { echo "instance $n not at router id $v priority $p yet" >&2; exit 3; }
+  printf '%s' "$j" | grep -Eq "\"iname\":\"$n\",[^}]*\"vrid\":$v,\"base_priority\":$p,[^}]*\"adver_int\":$a([.]?0*)?," || { echo "instance $n not at router id $v, priority $p, advert $a yet" >&2; exit 3; }
 done
 """
 
