@@ -1,11 +1,14 @@
-"""nginx: a self-contained nginx.conf; no runtime API, so drains are re-renders and reloads."""
+"""nginx: a self-contained nginx.conf. With Debian's Lua module, pool members change at run time
+through the Lua balancer's control socket (nginx_lua.py); without it, by re-render and reload."""
 
 from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Any
 
+from clusterctl.drivers import nginx_lua as nl
 from clusterctl.drivers.base import Driver, Finding, KindPaths
+from clusterctl.drivers.control import Change, Command, Live, PoolMembers
 from clusterctl.drivers.nginx_sticky import sticky_plan
 from clusterctl.model.versions import NGINX_STICKY_COOKIE, kind_version
 
@@ -117,12 +120,57 @@ class NginxDriver(Driver):
     reload_quiet = 0.7
     balance = frozenset({"roundrobin", "leastconn", "source", "random"})
     drain = "rerender"
+    # The Lua balancer's control socket where the host has the module (nginx_lua.lua_frontend:
+    # from its facts); "rerender" (a reload) where it has not.
     control = "rerender"
+    runtime_changes = nl.ALL
+    # Files the facts look for: the Lua path is rendered only when the host has them all.
+    probe_files = nl.PROBE_FILES
+
+    def lua(self, fe: Frontend) -> bool:
+        """Whether this front end's pools are balanced in Lua (the host has the module)."""
+        return nl.lua_frontend(fe)
+
+    def control_for(self, fe: Frontend) -> str:
+        return "lua-socket" if self.lua(fe) else "rerender"
+
+    def control_probe(self, fe: Frontend) -> Command:
+        """Which interface the host runs: the Lua balancer's socket, or none (re-render)."""
+        return nl.probe_command()
+
+    def control_from(self, output: str) -> str:
+        return nl.control_from(output)
+
+    def read_commands(self, fe: Frontend) -> list[Command]:
+        return nl.read_commands() if self.lua(fe) else []
+
+    def parse_live(self, fe: Frontend, outputs: list[str]) -> Live:
+        return nl.live_view(fe.name, outputs)
+
+    def change_commands(self, fe: Frontend, live: Live, changes: list[Change]) -> list[Command]:
+        if not self.lua(fe):
+            return super().change_commands(fe, live, changes)
+        return nl.change_commands(changes)
+
+    def check_change(self, fe: Frontend, changes: list[Change], outputs: list[str]) -> None:
+        nl.check_refusal(fe.name, outputs)
+
+    def parse_members(self, text: str) -> tuple[dict[str, PoolMembers], str] | None:
+        return nl.parse_members(text)
+
+    def support_files(self, inv: Inventory, fe: Frontend) -> dict[str, str]:
+        if not self.lua(fe):
+            return {}
+        return {
+            nl.module_path(self.paths(fe).config): "nginx/clusterctl-balancer.lua",
+            nl.PLACEHOLDER: "nginx/control-readme.j2",
+        }
 
     def check_pool(self, fe: Frontend, pool: Pool, where: str) -> list[Finding]:
         out = super().check_pool(fe, pool, where)
         version = kind_version(fe)
-        if version >= NGINX_STICKY_COOKIE:
+        if version >= NGINX_STICKY_COOKIE or self.lua(fe):
+            # Native sticky, or the Lua balancer: backups and any balance go with the cookie.
             return out
         has_backup = any(s.backup for s in pool.servers)
         hashing = pool.sticky is not None or pool.balance in ("source", "random")
@@ -151,15 +199,26 @@ class NginxDriver(Driver):
         return argv
 
     def runtime_dirs(self, fe: Frontend) -> list[str]:
-        return ["/var/log/nginx", "/var/lib/nginx", "/run"]
+        return [
+            "/var/log/nginx",
+            "/var/lib/nginx",
+            "/run",
+            *([nl.SOCKET_DIR] if self.lua(fe) else []),
+        ]
 
     def view(self, inv: Inventory, fe: Frontend, root: str) -> dict[str, Any]:
         v = super().view(inv, fe, root)
-        v["sticky_cookie"] = v["version"] >= NGINX_STICKY_COOKIE
+        lua = self.lua(fe)
+        v["lua"] = nl.lua_view(v["pools"], self.paths(fe).config, root) if lua else None
+        # Known from the facts to lack the module: the config says so (plan shows it).
+        v["lua_missing"] = nl.NO_LUA if not lua else ""
+        # The Lua balancer pins by the cookie itself; the native directive and the maps are
+        # for a host without it.
+        v["sticky_cookie"] = v["version"] >= NGINX_STICKY_COOKIE and not lua
         v["sticky_plans"] = {
             pool.name: sticky_plan(pool, i)
             for i, pool in enumerate(v["pools"], 1)
-            if pool.sticky and not v["sticky_cookie"]
+            if pool.sticky and not v["sticky_cookie"] and not lua
         }
         # Host-specific routes get a server block each; routes without a host apply in all.
         hosts: dict[str, list[Any]] = {}

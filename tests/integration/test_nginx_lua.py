@@ -1,0 +1,231 @@
+"""nginx's Lua balancer on a real nginx (Debian's libnginx-mod-http-lua) before real backends.
+
+One nginx, three backends and a backup, shared by the module. Member changes go through the
+commands the driver builds (curl on the control socket), and nginx's master and workers must
+keep their pids: nothing here reloads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from clusterctl.drivers import driver_for
+from clusterctl.drivers import nginx_lua as nl
+from clusterctl.drivers.control import Change, Command, ControlRefused, Live, ServerView
+from clusterctl.localcheck import check_frontend
+from clusterctl.model import load
+from tests.helpers.backends import HttpBackend
+from tests.helpers.frontends import free_port, have, launch, short_root
+from tests.helpers.http import request
+
+pytestmark = pytest.mark.servers
+LUA = all(Path(p).exists() for p in nl.PROBE_FILES)
+
+
+@dataclass
+class Lab:
+    port: int
+    root: Path
+    backends: dict[str, HttpBackend]
+    inv_path: Path
+
+    def run(self, cmd: Command) -> str:
+        argv = [self.sock if a == nl.SOCKET else a for a in cmd.argv]
+        res = subprocess.run(argv, input=cmd.stdin, capture_output=True, timeout=10, check=False)
+        return res.stdout.decode()
+
+    @property
+    def sock(self) -> str:
+        return f"{self.root}{nl.SOCKET}"
+
+    def change(self, *changes: Change) -> None:
+        driver = driver_for("nginx")
+        fe = load(self.inv_path).frontends[0]
+        live = self.views_live()
+        cmds = driver.change_commands(fe, live, list(changes))
+        outs = [self.run(c) for c in cmds]
+        driver.check_change(fe, list(changes), outs)
+
+    def views_live(self) -> Live:
+        driver = driver_for("nginx")
+        fe = load(self.inv_path).frontends[0]
+        return driver.parse_live(fe, [self.run(c) for c in driver.read_commands(fe)])
+
+    def views(self) -> dict[str, ServerView]:
+        return {f"{v.pool}/{v.server}": v for v in self.views_live().views}
+
+    def pids(self) -> set[int]:
+        master = int((self.root / "run/nginx.pid").read_text().split()[0])
+        kids = subprocess.run(
+            ["pgrep", "-P", str(master)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        return {master, *map(int, kids)}
+
+
+def inventory_text(backends: dict[str, HttpBackend], port: int, sticky: bool) -> str:
+    lines = "".join(
+        f"      - {{name: {b.name}, address: {b.address}, port: {b.port}"
+        f"{', backup: true' if b.name == 'bk' else ''}}}\n"
+        for b in backends.values()
+    )
+    return f"""\
+cluster: lua-test
+frontends:
+  - {{name: fe-nginx, kind: nginx, address: 127.0.0.1}}
+pools:
+  - name: app
+{"    sticky: {cookie: SRVID}" if sticky else ""}
+    health: {{max_fails: 1, fail_timeout: 3s}}
+    servers:
+{lines}\
+services:
+  - name: web
+    listen: [{{address: 127.0.0.1, port: {port}}}]
+    default_pool: app
+"""
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    if not have("nginx") or not LUA:
+        pytest.fail(f"needs nginx and {nl.PACKAGE} (scripts/setup.sh installs both)")
+    work = tmp_path_factory.mktemp("lua")
+    with ExitStack() as stack:
+        backends = {}
+        for i, name in enumerate(("b1", "b2", "b3", "bk")):
+            backends[name] = HttpBackend(name, f"127.0.2.{i + 2}").start()
+            stack.callback(backends[name].stop)
+        port = free_port()
+        path = work / "inventory.yaml"
+        path.write_text(inventory_text(backends, port, sticky=True))
+        inv = load(path)
+        root = short_root("cc-lua-")
+        stack.callback(shutil.rmtree, root, True)
+        stack.callback(launch(inv, inv.frontends[0], root, [port]).stop)
+        yield Lab(port, root, backends, path)
+
+
+def get(lab: Lab, cookie: str | None = None) -> tuple[str | None, str | None]:
+    r = request(lab.port, "/", cookies={"SRVID": cookie} if cookie else None)
+    assert r.status == 200, r.status
+    return r.backend, r.cookies().get("SRVID")
+
+
+def test_the_rendered_lua_config_and_the_fallback_pass_nginx_t(lab: Lab) -> None:
+    inv = load(lab.inv_path)
+    fe = inv.frontends[0]
+    assert check_frontend(inv, fe).ok
+    # A host without the module: today's upstream blocks, no Lua at all.
+    bare = dataclasses.replace(fe, present=())
+    result = check_frontend(inv, bare)
+    assert result.ok, result.output
+
+
+def test_fresh_clients_spread_over_the_primaries_and_are_told_their_server(lab: Lab) -> None:
+    seen = {}
+    for _ in range(30):
+        backend, cookie = get(lab)
+        assert cookie == f".{backend}"
+        seen[backend] = seen.get(backend, 0) + 1
+    assert set(seen) == {"b1", "b2", "b3"}  # never the backup while a primary is usable
+    views = lab.views()
+    assert {k: (v.state, v.health, v.sessions) for k, v in views.items()} == {
+        "app/b1": ("ready", "up", 0),
+        "app/b2": ("ready", "up", 0),
+        "app/b3": ("ready", "up", 0),
+        "app/bk": ("ready", "up", 0),
+    }
+
+
+def test_drain_keeps_pinned_clients_and_sends_new_ones_elsewhere(lab: Lab) -> None:
+    before = lab.pids()
+    lab.change(Change("state", "app", "b1", state="drain"))
+    try:
+        assert lab.views()["app/b1"].state == "drain"
+        assert {get(lab, ".b1")[0] for _ in range(5)} == {"b1"}  # pinned: stays
+        assert "b1" not in {get(lab)[0] for _ in range(20)}  # new sessions avoid it
+        lab.change(Change("state", "app", "b1", state="maint"))
+        backend, cookie = get(lab, ".b1")  # maint: the pinned client moves and is re-pinned
+        assert backend != "b1" and cookie == f".{backend}"
+    finally:
+        lab.change(Change("state", "app", "b1", state="ready"))
+    assert "b1" in {get(lab)[0] for _ in range(12)}
+    assert lab.pids() == before
+
+
+def test_backups_serve_sticky_clients_only_when_no_primary_is_usable(lab: Lab) -> None:
+    for name in ("b1", "b2", "b3"):
+        lab.change(Change("state", "app", name, state="maint"))
+    try:
+        backend, cookie = get(lab, ".b2")
+        assert (backend, cookie) == ("bk", ".bk")
+        assert get(lab, ".bk")[0] == "bk"
+    finally:
+        for name in ("b1", "b2", "b3"):
+            lab.change(Change("state", "app", name, state="ready"))
+    # A primary is back: fresh clients go there, and the client pinned to the backup stays.
+    assert "bk" not in {get(lab)[0] for _ in range(12)}
+    assert get(lab, ".bk")[0] == "bk"
+
+
+def test_weight_add_and_remove_at_run_time(lab: Lab) -> None:
+    before = lab.pids()
+    extra = HttpBackend("b4", "127.0.2.9").start()
+    try:
+        lab.change(
+            Change(
+                "add", "app", "b4", state="ready", weight=3, address=extra.address, port=extra.port
+            )
+        )
+        assert lab.views()["app/b4"].weight == 3
+        hits = [get(lab)[0] for _ in range(30)]
+        # Weighted round robin: b4 (3) gets half of 1 + 1 + 1 + 3.
+        assert hits.count("b4") == 15, hits
+        lab.change(Change("weight", "app", "b4", weight=1))
+        assert [get(lab)[0] for _ in range(12)].count("b4") == 3
+        lab.change(Change("remove", "app", "b4"))
+        assert "app/b4" not in lab.views()
+        assert "b4" not in {get(lab)[0] for _ in range(12)}
+    finally:
+        extra.stop()
+    assert lab.pids() == before
+
+
+def test_a_refused_change_says_why_in_the_servers_words(lab: Lab) -> None:
+    with pytest.raises(ControlRefused, match="no server app/nope"):
+        lab.change(Change("state", "app", "nope", state="drain"))
+
+
+def test_requests_in_flight_and_passive_health_are_real(lab: Lab) -> None:
+    # A slow request holds b-something for a second: the state shows it in flight.
+    got: list[str | None] = []
+    t = threading.Thread(
+        target=lambda: got.append(
+            request(lab.port, "/slow?ms=1500", cookies={"SRVID": ".b3"}).backend
+        )
+    )
+    t.start()
+    deadline = time.monotonic() + 5
+    while lab.views()["app/b3"].sessions != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lab.views()["app/b3"].sessions == 1
+    t.join()
+    assert got == ["b3"]
+    assert lab.views()["app/b3"].sessions == 0
+    # A stopped backend fails a try (max_fails 1): down for fail_timeout, and no client sees it.
+    lab.backends["b2"].stop()
+    try:
+        assert all(get(lab)[0] != "b2" for _ in range(6))
+        assert lab.views()["app/b2"].health == "down"
+    finally:
+        lab.backends["b2"].start()
