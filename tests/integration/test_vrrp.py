@@ -1,0 +1,160 @@
+"""A pair of HAProxy front ends sharing the lab's virtual address (keepalived 2.2.7 from Debian
+in each namespace): the backup takes the address when the master's proxy dies, a planned
+failover and maintain move it on purpose, and a group's last healthy member is never taken.
+One lab for the module; durations are measured in bench/failover.py, not asserted here."""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from clusterctl import lab as labmod
+from clusterctl.execute.runner import execute_plan, make_plan
+from clusterctl.lab.vrrp import vip
+from clusterctl.loadgen import Load
+from clusterctl.model import load
+from clusterctl.model.schema import Inventory
+from clusterctl.orchestrate import failover as fo
+
+NAME = "tvrrp"
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[tuple[labmod.LabInfo, Inventory]]:
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (namespaces)")
+    labmod.down(NAME)
+    try:
+        info = labmod.up(NAME, backends=1, frontends=["haproxy", "haproxy"], vip=True)
+        inv = load(info.inventory_path)
+        results = execute_plan(inv, make_plan(inv))
+        assert [r.status for r in results if r.status not in ("changed", "unchanged")] == []
+        wait_one_holder(inv)
+        yield info, inv
+    finally:
+        labmod.down(NAME)
+
+
+def states(inv: Inventory) -> dict[str, fo.Member]:
+    with fo.members(inv) as ms:
+        return fo.survey(ms, inv.vrrp[0])
+
+
+def wait_one_holder(inv: Inventory, not_: str = "", timeout: float = 15) -> str:
+    g = inv.vrrp[0]
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = states(inv)
+        holders = [n for n, m in seen.items() if m.holds(g)]
+        if len(holders) == 1 and holders[0] != not_:
+            return holders[0]
+        assert time.monotonic() < deadline, {n: m.state(g) for n, m in seen.items()}
+        time.sleep(0.2)
+
+
+def get(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=3) as resp:
+        return int(resp.status)
+
+
+def ssh(info: labmod.LabInfo, host: str, line: str) -> None:
+    import subprocess
+
+    subprocess.run(info.ssh_argv(host, line), check=True, capture_output=True, timeout=30)
+
+
+def test_lab_lists_the_group_and_one_member_holds_it(
+    pair: tuple[labmod.LabInfo, Inventory],
+) -> None:
+    info, inv = pair
+    assert info.vrrp[0]["members"] == ["lb1", "lb2"]
+    assert vip(info) == inv.vrrp[0].address.split("/")[0]
+    seen = states(inv)
+    assert sorted(m.state(inv.vrrp[0]) for m in seen.values()) == ["BACKUP", "MASTER"]
+    assert get(f"http://{vip(info)}/") == 200
+
+
+def test_master_proxy_killed_backup_takes_the_address_and_serves(
+    pair: tuple[labmod.LabInfo, Inventory],
+) -> None:
+    info, inv = pair
+    holder = wait_one_holder(inv)
+    load_ = Load(f"http://{vip(info)}/", clients=2, duration=20, keepalive=False).start()
+    time.sleep(1)
+    ssh(info, holder, "kill -KILL $(cat /run/haproxy.pid)")  # ssh passes one shell line
+    other = wait_one_holder(inv, not_=holder)
+    for _ in range(5):
+        assert get(f"http://{vip(info)}/") == 200
+    report = load_.stop()
+    # Refused connections inside the takeover window come back at once and are retried at
+    # once, so their count says little; what follows the takeover must all succeed.
+    print(f"takeover under load: {report.summary()}")
+    assert report.statuses[200] > 0
+    after = Load(f"http://{vip(info)}/", clients=2, duration=1.5, keepalive=False).start().wait()
+    assert after.requests > 10 and after.failed == 0, after.summary()
+    assert other != holder
+    ssh(info, holder, "/srv/lab/bin/lab-service haproxy start")
+    # nopreempt: the old master comes back as BACKUP, the address stays where it is.
+    deadline = time.monotonic() + 15
+    while states(inv)[holder].state(inv.vrrp[0]) != "BACKUP":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert wait_one_holder(inv) == other
+
+
+def test_planned_failover_fails_only_requests_in_flight(
+    pair: tuple[labmod.LabInfo, Inventory],
+) -> None:
+    info, inv = pair
+    holder = wait_one_holder(inv)
+    said: list[str] = []
+    clients = 2
+    load_ = Load(f"http://{vip(info)}/", clients=clients, duration=20, keepalive=False).start()
+    time.sleep(1)
+    new = fo.failover(inv, "lab", None, said.append)
+    time.sleep(1)
+    report = load_.stop()
+    print(f"planned failover under load: {report.summary()}")
+    assert new != holder and wait_one_holder(inv) == new
+    assert report.failed <= clients  # at most the one request each client had in flight
+    assert "moved from" in said[0]
+
+
+def test_maintain_ends_with_both_serving(pair: tuple[labmod.LabInfo, Inventory]) -> None:
+    info, inv = pair
+    g = inv.vrrp[0]
+    holder = wait_one_holder(inv)
+    said: list[str] = []
+    fo.maintain(inv, holder, ["sh", "-c", "test -S /run/haproxy/admin.sock"], said.append)
+    seen = states(inv)
+    assert sorted(m.state(g) for m in seen.values()) == ["BACKUP", "MASTER"]
+    assert wait_one_holder(inv) != holder  # nopreempt: handed back as BACKUP
+    for h in info.frontends:
+        assert get(h.url) == 200
+    assert get(f"http://{vip(info)}/") == 200
+    assert any("serves again" in s for s in said)
+
+
+def test_the_last_healthy_member_is_never_taken(pair: tuple[labmod.LabInfo, Inventory]) -> None:
+    _info, inv = pair
+    g = inv.vrrp[0]
+    holder = wait_one_holder(inv)
+    other = next(m for m in g.members if m != holder)
+    with fo.members(inv) as ms:
+        ms.hold(other, g, True)
+        try:
+            deadline = time.monotonic() + 10
+            while ms.read(other).state(g) != "FAULT":
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            with pytest.raises(fo.FailoverError, match="last healthy member"):
+                fo.maintain(inv, holder, ["true"], print)
+            with pytest.raises(fo.FailoverError, match="no other member is healthy"):
+                fo.failover(inv, "lab", None, print)
+        finally:
+            ms.hold(other, g, False)
+    assert wait_one_holder(inv) == holder
