@@ -15,6 +15,7 @@ rollback steps instead: the previous files go back and are loaded again.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -226,3 +227,14 @@ def describe(step: Step) -> str:
             return f"probe {step.url}"
         case _:
             return f"{step.script} {' '.join(step.argv)}".rstrip()
+
+
+def listing(host: str, steps: Sequence[Step], rollback: Sequence[Step]) -> list[str]:
+    """`plan --steps`: a host's steps and rollback, one line each (secrets by digest)."""
+    if not steps:
+        return []
+    lines = [f"{host}: steps:", *(f"  {s.phase}: {describe(s)}" for s in steps)]
+    if rollback:
+        lines.append(f"{host}: if the reload or a probe fails:")
+        lines += [f"  {s.phase}: {describe(s)}" for s in rollback]
+    return lines

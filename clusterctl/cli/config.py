@@ -132,6 +132,9 @@ def plan(
         typer.Option("--detailed-exitcode", help="Exit 0 no changes, 2 changes pending, 1 error."),
     ] = False,
     output: OutputFormat = "text",
+    steps: Annotated[
+        bool, typer.Option("--steps", help="Also list each host's steps: what apply runs there.")
+    ] = False,
 ) -> None:
     """Show what apply would change on each front end (a diff per file); changes nothing."""
     import json
@@ -139,6 +142,7 @@ def plan(
     from clusterctl.execute.runner import make_plan
     from clusterctl.model import load
     from clusterctl.plan import plan_json
+    from clusterctl.plan_steps import listing
     from clusterctl.ui import console, print_plan
 
     fmt = _output(output)
@@ -148,6 +152,9 @@ def plan(
         _out(json.dumps(plan_json(the_plan), indent=2))
     else:
         print_plan(the_plan, console())
+        for h in the_plan.hosts if steps else ():
+            for line in listing(h.host, h.steps, h.rollback):
+                _out(line)
     if the_plan.failed:
         raise typer.Exit(1)
     if detailed_exitcode and the_plan.changed:

@@ -41,9 +41,16 @@ from clusterctl.execute.ssh import Result
 from clusterctl.facts import HostFacts, LiveFile, Network, Socket
 from clusterctl.model import load
 from clusterctl.model.schema import Frontend, Inventory
-from clusterctl.plan import HostPlan, Plan, effective_frontend, plan_host, plan_json, render_host
+from clusterctl.plan import (
+    HostPlan,
+    Plan,
+    effective_frontend,
+    plan_host,
+    plan_json,
+    render_host,
+)
 from clusterctl.plan_build import stage_root, temp_path
-from clusterctl.plan_steps import FAULT_POINTS, PutFile, ScriptName, step_json
+from clusterctl.plan_steps import FAULT_POINTS, PutFile, ScriptName, listing, step_json
 from clusterctl.render import HostFiles, render_frontend
 
 REPO = Path(__file__).resolve().parents[2]
@@ -200,6 +207,29 @@ def test_secrets_are_shown_by_digest_only() -> None:
     puts = [s for hp in plans for s in hp.steps if isinstance(s, PutFile) and s.secret]
     assert len(puts) == 2 * 3  # staged and uploaded, on each host
     assert all(f'"sha256:{s.sha256}"' in dumped for s in puts)
+
+
+def test_plan_steps_lists_each_host_s_steps_in_one_line_each() -> None:
+    case = load_case("tls-three-kinds")
+    hp = case.plans["lb-nginx"][1]
+    lines = listing(hp.host, hp.steps, hp.rollback)
+    assert lines[0] == "lb-nginx: steps:"
+    assert len(lines) == 2 + len(hp.steps) + len(hp.rollback)
+    assert "  reload: reload (systemctl reload nginx)" in lines
+    assert "  probe: probe https://127.0.0.1:443/" in lines
+    key = next(s for s in hp.steps if isinstance(s, PutFile) and s.secret and s.phase == "upload")
+    assert f"  upload: put {key.path} (mode 0600, secret, sha256:{key.sha256[:12]})" in lines
+    assert lines[-4] == "lb-nginx: if the reload or a probe fails:"
+    assert lines[-3].startswith(
+        "  rollback: restore /var/lib/clusterctl/frontends/lb-nginx/backup "
+    )
+    assert lines[-2:] == [
+        "  rollback: reload (systemctl reload nginx)",
+        "  rollback: forget /var/lib/clusterctl/frontends/lb-nginx/reload-pending"
+        " /var/lib/clusterctl/frontends/lb-nginx/backup",
+    ]
+    _, same = load_case("no-change-haproxy").plans["lb1"]
+    assert listing(same.host, same.steps, same.rollback) == []
 
 
 # ---------------------------------------------------------------------------- the interpreter
