@@ -15,7 +15,7 @@ from __future__ import annotations
 import shlex
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,13 @@ from clusterctl.orchestrate.cluster import (
     restore,
     wait_idle,
 )
+from clusterctl.orchestrate.preview import (
+    already_there,
+    dry_run_lines,
+    serving_releases,
+    skip_events,
+    summary_event,
+)
 
 __all__ = [
     "Cluster",
@@ -70,9 +77,11 @@ __all__ = [
     "open_cluster",
     "plan_batches",
     "preflight",
+    "preview",
     "restore",
     "rollout_pools",
     "run",
+    "summary_event",
     "wait_idle",
 ]
 
@@ -90,6 +99,7 @@ class RolloutFailed(ClusterctlError):
         self.node, self.step, self.reason, self.drained = node, step, reason, drained
         self.held = held if drained else "ready"
         self.next_step = ""
+        self.report: Report | None = None  # what the rollout did before it stopped
         if not drained:
             left = f"{node} keeps serving"
         elif held == "maint":
@@ -266,6 +276,28 @@ def _gate(cluster: Cluster, opts: Options, batch: list[Server]) -> None:
         raise RolloutFailed(names[0], "floor", str(exc), drained=False) from None
 
 
+def _skip_done(cluster: Cluster, opts: Options, live: dict[str, str]) -> tuple[Options, Any]:
+    """Options that leave out the nodes serving the version already (none with --force), and
+    every candidate node's answer (for --dry-run)."""
+    inv = cluster.inv
+    candidates = [s for b in plan_batches(inv, opts, {**declared_out(inv), **live}) for s in b]
+    releases = serving_releases(cluster, candidates, probe_node)
+    done = {} if opts.force else already_there(inv, opts.version, releases, live)
+    return replace(opts, skip=frozenset(done)), (releases, done)
+
+
+def preview(inv: Inventory, opts: Options) -> list[str]:
+    """--dry-run: the steps a rollout would take now, node by node; reads, changes nothing."""
+    check_version(opts.version)
+    with open_cluster(inv) as cluster:
+        preflight(cluster)
+        live = live_out(cluster)
+        opts, (releases, done) = _skip_done(cluster, opts, live)
+        out = {**declared_out(inv), **live}
+        batches = plan_batches(inv, opts, out)
+        return dry_run_lines(inv, opts, batches, releases, done, live)
+
+
 def run(inv: Inventory, opts: Options, emit: Emit) -> Report:
     """The whole rollout; batches come from the states the front ends report now."""
     check_version(opts.version)
@@ -274,6 +306,9 @@ def run(inv: Inventory, opts: Options, emit: Emit) -> Report:
         preflight(cluster)
         live = live_out(cluster)
         report.out = live
+        opts, (_, done_now) = _skip_done(cluster, opts, live)
+        skip_events(done_now, emit)
+        report.skipped += sorted(done_now)
         batches = plan_batches(inv, opts, {**declared_out(inv), **live})
         covered = {s.name for b in batches for s in b}
         for node, why in sorted(live.items()):
@@ -317,6 +352,7 @@ def run(inv: Inventory, opts: Options, emit: Emit) -> Report:
             state["done"] = sorted(done)
             if failure is not None:
                 failure.continue_with(inv, opts.version)
+                failure.report = report
                 state.update(
                     status="failed",
                     failed={

@@ -38,6 +38,10 @@ def colour_wanted(stream: IO[str]) -> bool:
     return _isatty(stream)
 
 
+def is_tty(stream: IO[str]) -> bool:
+    return _isatty(stream)
+
+
 def _isatty(stream: IO[str]) -> bool:
     try:
         return stream.isatty()
@@ -92,6 +96,8 @@ def print_plan(plan: Plan, out: Console) -> None:
             out.print(Text(f"  left-over temporary file to remove: {t}"))
         for reason in h.refused:
             out.print(Text(f"  refused, would not start: {reason}", style="red"))
+        if h.takes and not h.refused:
+            out.print(Text(f"  {h.takes}"))
         for c in h.changes:
             out.print(Text(f"  {c.action} {c.path} (mode {c.new.mode:04o})"))
             for line in c.diff:

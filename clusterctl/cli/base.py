@@ -90,6 +90,17 @@ def _main(
         from clusterctl.execute import ssh
 
         ssh.trace = _trace
+    if ui.is_tty(sys.stderr):
+        _show_waits()
+
+
+def _show_waits() -> None:
+    """On a terminal, long waits say what they wait for every few seconds (a CI log that
+    wants them has --output json's progress events)."""
+    from clusterctl import progress
+
+    progress.lock_wait = _err
+    progress.reload_wait = lambda host, line: _err(f"{host}: {line}")
 
 
 Limit = Annotated[
@@ -141,6 +152,8 @@ def _emitter(fmt: str) -> Callable[[Any], None]:
     def emit(e: Any) -> None:
         if fmt == "json":
             _out(event_json(e))
+        elif e.step == "summary":
+            return  # text output ends with its own summary lines
         else:
             note = f" ({e.message})" if e.message else ""
             err.print(Text(f"{e.node:<8} {e.step:<8} {e.status:<7} {e.elapsed:6.2f}s{note}"))

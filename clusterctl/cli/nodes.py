@@ -45,10 +45,37 @@ def rollout(
     resume: Annotated[
         bool, typer.Option("--resume", help="Skip nodes a stopped rollout already upgraded.")
     ] = False,
+    limit: Annotated[
+        str | None,
+        typer.Option(
+            "--limit",
+            help="Only these nodes (comma-separated server names) of the pools rolled out.",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Deploy also on nodes that serve the version already."),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print the steps node by node, as the cluster is now; take no lock, change "
+            "nothing.",
+        ),
+    ] = False,
     output: OutputFormat = "text",
     lock_wait: LockWait = 0.0,
 ) -> None:
-    """Upgrade backend nodes one batch at a time: drain, deploy, check privately, restore."""
+    """Upgrade backend nodes one batch at a time: drain, deploy, check privately, restore.
+
+    A node whose health URL already reports the version, and that every front end has in
+    service, is skipped (--force deploys it again). With --output json, one event per line,
+    each with its time; the last is the summary.
+    """
+    import time
+
     from clusterctl import rollout as ro
     from clusterctl.execute.deploy import check_version
     from clusterctl.execute.runner import cluster_lock
@@ -56,14 +83,29 @@ def rollout(
 
     fmt = _output(output)
     inv = load(inventory)
-    opts = ro.Options(version, pool, batch, drain_timeout, cut, resume)
+    nodes = None if limit is None else limit.split(",")
+    opts = ro.Options(version, pool, batch, drain_timeout, cut, resume, nodes=nodes, force=force)
     # Every argument is checked before the lock is taken: a refused command leaves no trace.
     check_version(version)
     ro.plan_batches(inv, opts)  # a batch that breaks the floor is refused before anything
-    with cluster_lock(inv, f"rollout {version}", lock_wait):
-        report = ro.run(inv, opts, _emitter(fmt))
+    if dry_run:
+        for line in ro.preview(inv, opts):
+            _out(line)
+        return
+    emit = _emitter(fmt)
+    started = time.monotonic()
+    try:
+        with cluster_lock(inv, f"rollout {version}", lock_wait):
+            report = ro.run(inv, opts, emit)
+    except ClusterctlError as exc:  # the stream ends with its summary however it stopped
+        done = getattr(exc, "report", None) or ro.Report(version)
+        emit(ro.summary_event(version, started, done.upgraded, done.skipped, exc))
+        raise
+    emit(ro.summary_event(version, started, report.upgraded, report.skipped))
     if fmt == "text":
         _out(f"rolled out {version} to {', '.join(report.upgraded) or 'no node'}")
+        if report.skipped:
+            _out(f"skipped (already on {version}): {', '.join(report.skipped)}")
         for t in report.times:
             overhead = t.total - t.deploy - t.drain_wait
             _out(

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from clusterctl import progress as waits
 from clusterctl.errors import ClusterctlError
 from clusterctl.execute import lock as lk
 from clusterctl.execute.endpoints import frontend_endpoints, server_endpoints
@@ -246,6 +247,7 @@ class ClusterLock:
         deadline = start + wait
         names = list(self.voters.endpoints)
         views = self._try(names)
+        noted = start - waits.EVERY  # the first wait is said at once
         while True:
             self.taken |= {h for h, v in views.items() if v.state == "ours"}
             if self.voters.has_quorum(self.taken):
@@ -271,6 +273,11 @@ class ClusterLock:
             if now >= deadline:
                 self.sessions.close()
                 raise lk.LockHeld(message + (f"; {problem}" if problem else ""))
+            if waits.lock_wait is not None and now - noted >= waits.EVERY:
+                noted = now
+                waits.lock_wait(
+                    f"waiting for the cluster lock ({now - start:.0f}s of {wait:g}s): {message}"
+                )
             time.sleep(min(random.uniform(0.3, 1.5), max(0.0, deadline - now)))
             views = self._try(names)
 

@@ -14,6 +14,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from clusterctl import progress as waits
 from clusterctl.drivers import DRIVERS, driver_for
 from clusterctl.execute.ssh import Remote, quote
 from clusterctl.execute.steps import PATH, StepFailed, check
@@ -167,6 +168,7 @@ def reload_and_confirm(
             _confirm_in_place(remote, confirm, argv, timeout)
             return
     started = time.monotonic()
+    noted = started
     gone_since: float | None = None
     text: list[str] = []
     conflicts_checked = before.size is not None  # the server's words are readable
@@ -227,4 +229,8 @@ def reload_and_confirm(
             raise failed(
                 "the server is not running" if now.master is None else "no new workers started"
             )
+        if waits.reload_wait is not None and time.monotonic() - noted >= waits.EVERY:
+            noted = time.monotonic()
+            waited = f"{noted - started:.0f}s of {timeout:g}s"
+            waits.reload_wait(fe.name, f"waiting for new {fe.kind} workers ({waited})")
         time.sleep(0.1)

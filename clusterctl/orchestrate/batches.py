@@ -13,16 +13,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from clusterctl.errors import ClusterctlError
+from clusterctl.errors import FloorError as FloorError
 from clusterctl.model.schema import Inventory, Pool, Server
 from clusterctl.model.semantics import service_pools
 from clusterctl.ui import plural
 
 # node -> why it is out of service now ("maint on lb1", "drain in the inventory")
 Out = Mapping[str, str]
-
-
-class FloorError(ClusterctlError):
-    """Taking these nodes out would leave a pool with fewer serving nodes than the floor."""
 
 
 @dataclass
@@ -33,6 +30,9 @@ class Options:
     drain_timeout: float | None = None
     cut: bool = False
     resume: bool = False
+    nodes: list[str] | None = None  # only these nodes (of the pools above); None: all
+    force: bool = False  # deploy even on nodes that serve the version already
+    skip: frozenset[str] = frozenset()  # nodes found serving the version already
 
 
 def find_server(inv: Inventory, name: str) -> Server:
@@ -66,6 +66,21 @@ def rollout_pools(inv: Inventory, names: list[str] | None) -> list[Pool]:
             for p in service_pools(inv, svc):
                 seen.setdefault(p.name, p)
     return list(seen.values())
+
+
+def selected_nodes(nodes: Mapping[str, Server], wanted: list[str]) -> list[str]:
+    """`--limit` names among the nodes the rollout covers; an unknown or blank one is an error."""
+    names = [n.strip() for n in wanted if n.strip()]
+    known = ", ".join(sorted(nodes))
+    if not names:
+        raise ClusterctlError(f"--limit names nothing; name one or more of: {known}")
+    unknown = [n for n in names if n not in nodes]
+    if unknown:
+        raise ClusterctlError(
+            f"--limit names {'a node' if len(unknown) == 1 else 'nodes'} this rollout does not "
+            f"cover: {', '.join(unknown)} (its nodes: {known})"
+        )
+    return list(dict.fromkeys(names))
 
 
 def batch_size(spec: str, total: int) -> int:
@@ -188,7 +203,12 @@ def plan_batches(inv: Inventory, opts: Options, out: Out | None = None) -> list[
     for p in pools:
         for s in p.servers:
             nodes.setdefault(s.name, s)
+    if opts.nodes is not None:
+        nodes = {n: nodes[n] for n in selected_nodes(nodes, opts.nodes)}
+    nodes = {n: s for n, s in nodes.items() if n not in opts.skip}
     order = sorted(nodes.values(), key=lambda s: s.name not in out)
+    if not order:
+        return []
     size = batch_size(opts.batch or str(inv.deploy.batch), len(order))
     batches = [order[i : i + size] for i in range(0, len(order), size)]
     failed = _first_failure(inv, batches, out)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from clusterctl.execute import admin
@@ -31,19 +32,26 @@ PROGRESS_EVERY = 2.0  # seconds between progress events during a wait
 class Event:
     node: str
     # drain | wait | maint | deploy | check | restore | rollback | done | skip | failed | out
+    # | summary (the last one: node "", data says what was upgraded, skipped, where it stopped)
     step: str
     status: str  # start | ok | failed | progress
     elapsed: float
     message: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+    at: float = field(default_factory=time.time)  # when it happened (seconds since the epoch)
 
 
 Emit = Callable[[Event], None]
 
 
 def event_json(e: Event) -> str:
+    """One JSON line; `time` is UTC with milliseconds (2026-12-01T23:59:01.250Z)."""
+    fields = asdict(e)
+    at = fields.pop("at")
+    stamp = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     return json.dumps(
-        {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(e).items()}
+        {"time": stamp}
+        | {k: (round(v, 3) if isinstance(v, float) else v) for k, v in fields.items()}
     )
 
 

@@ -595,11 +595,12 @@ def test_status_names_an_interrupted_rollout_and_the_command_that_continues() ->
 
 
 def test_event_json_is_one_line_with_rounded_times() -> None:
-    line = ro.event_json(ro.Event("be1", "wait", "ok", 1.234567, "no active sessions left"))
+    at = 1796169600.25  # 2026-12-02T00:00:00.250Z
+    line = ro.event_json(ro.Event("be1", "wait", "ok", 1.234567, "no active sessions left", at=at))
     assert "\n" not in line
     assert line == (
-        '{"node": "be1", "step": "wait", "status": "ok", "elapsed": 1.235, '
-        '"message": "no active sessions left", "data": {}}'
+        '{"time": "2026-12-02T00:00:00.250Z", "node": "be1", "step": "wait", "status": "ok", '
+        '"elapsed": 1.235, "message": "no active sessions left", "data": {}}'
     )
 
 
