@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clusterctl.drivers import driver_for
-from clusterctl.facts import HostFacts, LiveFile
+from clusterctl.facts import HostFacts, LiveFile, pending_path
+from clusterctl.members import summary
 from clusterctl.model.schema import Frontend, Inventory
 from clusterctl.plan_build import host_steps, stage_root
+from clusterctl.plan_runtime import member_plan, runtime_steps
 from clusterctl.plan_steps import Step, step_json
 from clusterctl.preflight import problems
 from clusterctl.render import File, HostFiles, render_frontend
@@ -73,6 +75,8 @@ class HostPlan:
     # both empty when there is nothing to do or it is refused.
     steps: tuple[Step, ...] = field(default=(), compare=False, repr=False)
     rollback: tuple[Step, ...] = field(default=(), compare=False, repr=False)
+    # The way a change goes live (issue 12): "runtime, no reload: ..." or "reload (why)".
+    takes: str = ""
 
     @property
     def changes(self) -> tuple[FileChange, ...]:
@@ -281,7 +285,24 @@ def plan_host(
         pending=hp.pending_reload,
         temps=hp.stale_temps,
     )
-    return dataclasses.replace(hp, steps=steps, rollback=rollback)
+    if not (hp.changes or gone):
+        return dataclasses.replace(hp, steps=steps, rollback=rollback)
+    changed = [(c.path, c.new, c.old) for c in hp.changes]
+    member = member_plan(fe_now, changed, [d.path for d in gone], hp.pending_reload)
+    if not member.runtime:
+        return dataclasses.replace(hp, steps=steps, rollback=rollback, takes=summary(member))
+    runtime = runtime_steps(
+        fe_now,
+        member,
+        run_id=rendered_as.run_id,
+        pending_marker=pending_path(fe.name),
+        changes=[(c.path, c.new) for c in hp.changes],
+        temps=hp.stale_temps,
+        live=rendered,
+        fallback=steps,
+        fallback_rollback=rollback,
+    )
+    return dataclasses.replace(hp, steps=runtime, takes=summary(member))
 
 
 def unreachable(fe: Frontend, reason: str) -> HostPlan:
@@ -325,6 +346,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
                     for d in h.deletions
                 ],
                 "run_id": h.run_id or None,
+                "takes": h.takes or None,
                 "steps": [step_json(s) for s in h.steps],
                 "rollback": [step_json(s) for s in h.rollback],
             }

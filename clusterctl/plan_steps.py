@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from clusterctl.drivers.control import Change, Command
+
 Phase = Literal[
     "clean up",
     "preflight",
@@ -30,6 +32,7 @@ Phase = Literal[
     "probe",
     "confirm",
     "rollback",
+    "runtime",
 ]
 # Where CLUSTERCTL_FAULT_EXIT_AFTER may kill apply: after each phase that leaves a new state.
 FAULT_POINTS: tuple[Phase, ...] = ("validate", "upload", "backup", "rename", "reload", "probe")
@@ -184,10 +187,30 @@ class Confirm:
         return (self.manifest, self.backup, self.stage, self.pending, *self.installed)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Runtime:
+    """Pool member changes made through the front end's runtime interface, with no reload
+    (issue 12; drivers/control.py): apply reads the live view (`read`), runs the driver's
+    commands for `changes` and checks every answer before the next. `commands`: those the
+    driver can tell before the live view is read, for the plan to show. When the interface
+    refuses, apply takes `fallback` (and `fallback_rollback`) instead: the reload path."""
+
+    phase: Phase = "runtime"
+    changes: tuple[Change, ...]
+    read: tuple[Command, ...] = ()
+    commands: tuple[Command, ...] = ()
+    fallback: tuple[Step, ...] = field(default=(), repr=False)
+    fallback_rollback: tuple[Step, ...] = field(default=(), repr=False)
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return tuple(c.describe() for c in self.changes)
+
+
 # The closed set apply dispatches on (a `match` there; mypy flags a kind it does not handle).
 # A new kind of step (a runtime change without a reload, from drivers/control.py's Command)
 # is one more dataclass here, one more case in execute/apply.py's `run_step`, and its JSON.
-Step = PutFile | RunScript | Preflight | Reload | Probe | Confirm
+Step = PutFile | RunScript | Preflight | Reload | Probe | Confirm | Runtime
 
 
 def step_json(step: Step) -> dict[str, Any]:
@@ -212,6 +235,11 @@ def step_json(step: Step) -> dict[str, Any]:
             out |= {"step": "probe", "script": step.script, "argv": list(step.argv)}
         case Confirm():
             out |= {"step": "confirm", "script": step.script, "argv": list(step.argv)}
+        case Runtime():
+            out |= {"step": "runtime", "changes": list(step.argv)}
+            out["read"] = [{"argv": list(c.argv), "what": c.what} for c in step.read]
+            out["commands"] = [{"argv": list(c.argv), "what": c.what} for c in step.commands]
+            out["fallback"] = [step_json(s) for s in step.fallback]
     return out
 
 
@@ -225,6 +253,8 @@ def describe(step: Step) -> str:
             return f"reload ({' '.join(step.reload)})"
         case Probe():
             return f"probe {step.url}"
+        case Runtime():
+            return f"runtime, no reload: {', '.join(step.argv)}"
         case _:
             return f"{step.script} {' '.join(step.argv)}".rstrip()
 

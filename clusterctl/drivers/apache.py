@@ -193,4 +193,5 @@ class ApacheDriver(Driver):
         # Validated names and paths hold only [A-Za-z0-9.~_-]; escaping makes dots literal.
         v["rx"] = lambda text: Raw(re.escape(text))
         v["manager_token_conf"] = root + self.manager_token_paths(fe)[0]
+        v["member_growth"] = ac.GROWTH
         return v

@@ -18,17 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from clusterctl.errors import ClusterctlError
+from clusterctl.errors import ControlRefused as ControlRefused
 
 AdminState = Literal["ready", "drain", "maint"]
 ViewState = Literal["ready", "drain", "maint", "down"]
 Health = Literal["up", "down", "unknown"]
 # What a change to pool members can be, by the runtime path each kind offers.
 ChangeKind = Literal["state", "weight", "add", "remove"]
-
-
-class ControlRefused(ClusterctlError):
-    """The server's runtime interface refused or could not be read."""
 
 
 @dataclass(frozen=True)

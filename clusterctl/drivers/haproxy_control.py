@@ -105,8 +105,8 @@ def change_commands(sock: str, changes: list[Change]) -> list[Command]:
             out.append(socket_command(sock, f"set server {ps} weight {ch.weight}"))
         elif ch.kind == "add":
             host = f"[{ch.address}]" if ":" in ch.address else ch.address
-            opts = " ".join(ch.options)
-            out.append(socket_command(sock, f"add server {ps} {host}:{ch.port} {opts}".strip()))
+            opts = " ".join((*ch.options, "weight", str(ch.weight or 0)))
+            out.append(socket_command(sock, f"add server {ps} {host}:{ch.port} {opts}"))
             # A new server starts in maintenance with its check off.
             if "check" in ch.options:
                 out.append(socket_command(sock, f"enable health {ps}"))
@@ -202,11 +202,6 @@ def _pool(
         for m in members
     ]
     return PoolMembers(name, tuple(members), frozenset(runtime), why)
-
-
-def add_options(m: Member) -> tuple[str, ...]:
-    """What `add server` takes for a member: its options and its rendered weight."""
-    return (*m.options, "weight", str(m.weight))
 
 
 def check_refusal(fe_name: str, outputs: list[str]) -> None:

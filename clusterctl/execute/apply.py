@@ -17,7 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from clusterctl.drivers.control import ControlRefused
 from clusterctl.errors import ClusterctlError
+from clusterctl.execute.admin_views import run_changes
 from clusterctl.execute.reload import reload_and_confirm, server_pids
 from clusterctl.execute.scripts import SCRIPTS
 from clusterctl.execute.ssh import Remote, Result
@@ -37,6 +39,7 @@ from clusterctl.plan_steps import (
     PutFile,
     Reload,
     RunScript,
+    Runtime,
     Step,
     When,
 )
@@ -105,6 +108,8 @@ def run_step(remote: Remote, fe: Frontend, step: Step) -> None:
                 raise StepFailed("probe", f"{step.url} does not answer: {res.words()}")
         case Confirm():
             _check(remote.sh(SCRIPTS["confirm"], *step.argv, step="confirm"), "confirm")
+        case Runtime():
+            run_changes(remote, fe, list(step.changes))
 
 
 def _when(step: Step) -> When:
@@ -155,6 +160,14 @@ def apply_host(remote: Remote, inv: Inventory, fe: Frontend, plan: HostPlan) -> 
     for phase, steps in phases(plan.steps):
         try:
             run_phase(remote, fe_now, steps)
+        except ControlRefused as refused:
+            if not isinstance(steps[0], Runtime):
+                raise
+            # The runtime interface would not (or could not) make the change: reload instead.
+            back = replace(plan, steps=steps[0].fallback, rollback=steps[0].fallback_rollback)
+            res = apply_host(remote, inv, fe, back)
+            why = f"runtime change refused ({refused}); reloaded instead"
+            return replace(res, message=f"{why}: {res.message}" if res.message else why)
         except StepFailed as failure:
             if phase not in ROLLS_BACK or not plan.rollback:
                 raise
@@ -165,6 +178,10 @@ def apply_host(remote: Remote, inv: Inventory, fe: Frontend, plan: HostPlan) -> 
 
 
 def _done(plan: HostPlan) -> str:
+    runtime = [s for s in plan.steps if isinstance(s, Runtime)]
+    if plan.takes.startswith("runtime"):
+        what = ", ".join(runtime[0].argv) if runtime else "files only"
+        return f"{len(plan.changes)} file(s) updated, no reload (runtime: {what})"
     if plan.changes or plan.deletions:
         parts = [f"{len(plan.changes)} file(s) updated"] if plan.changes else []
         parts += [f"{len(plan.deletions)} removed"] if plan.deletions else []
