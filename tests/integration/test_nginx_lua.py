@@ -8,6 +8,8 @@ keep their pids: nothing here reloads.
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import shutil
 import subprocess
 import threading
@@ -16,9 +18,11 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from clusterctl import lab as labmod
 from clusterctl.drivers import driver_for
 from clusterctl.drivers import nginx_lua as nl
 from clusterctl.drivers.control import Change, Command, ControlRefused, Live, ServerView
@@ -27,6 +31,8 @@ from clusterctl.model import load
 from tests.helpers.backends import HttpBackend
 from tests.helpers.frontends import free_port, have, launch, short_root
 from tests.helpers.http import request
+from tests.integration.labfixtures import Lab as LabHosts
+from tests.integration.labfixtures import cli, own_lab, server
 
 pytestmark = pytest.mark.servers
 LUA = all(Path(p).exists() for p in nl.PROBE_FILES)
@@ -229,3 +235,156 @@ def test_requests_in_flight_and_passive_health_are_real(lab: Lab) -> None:
         assert lab.views()["app/b2"].health == "down"
     finally:
         lab.backends["b2"].start()
+
+
+# ------------------------------------------------------------------------------ the lab
+# One lab (nginx before four backends; the fourth joins and leaves the pool), applied once.
+# wrk is the client: it never resends, so a cut keep-alive connection is a socket error.
+
+LAB = "tnl"
+POST_SCRIPT = 'wrk.method = "POST"\nwrk.body = "x=1&y=2"\n'
+LAB_TEST = pytest.mark.lab
+WRK_MAX = 90  # seconds: wrk is stopped (SIGINT, it prints its counts) once the change is done
+
+
+@dataclass
+class Wrk:
+    """wrk's own counts for one run."""
+
+    requests: int
+    socket_errors: int
+    non_2xx: int
+    text: str
+
+
+def parse_wrk(text: str) -> Wrk:
+    done = re.search(r"(\d+) requests in", text)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    assert done, text
+    return Wrk(
+        int(done[1]),
+        sum(int(x) for x in sock.groups()) if sock else 0,
+        int(bad[1]) if bad else 0,
+        text,
+    )
+
+
+class WrkLoad:
+    """Keep-alive GETs and POSTs through the front end while a change runs (8 connections)."""
+
+    def __init__(self, url: str, workdir: Path) -> None:
+        script = workdir / "post.lua"
+        script.write_text(POST_SCRIPT)
+        base = ["wrk", "-t1", "-c4", f"-d{WRK_MAX}s", "--timeout", "10s"]
+        self.procs = [
+            subprocess.Popen([*base, url], stdout=subprocess.PIPE, text=True),
+            subprocess.Popen([*base, "-s", str(script), url], stdout=subprocess.PIPE, text=True),
+        ]
+        time.sleep(1)  # both are connected and sending
+
+    def stop(self) -> list[Wrk]:
+        out = []
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(2)  # SIGINT: wrk stops and prints what it counted
+            text, _ = p.communicate(timeout=30)
+            out.append(parse_wrk(text))
+        return out
+
+
+@dataclass
+class LabRig:
+    lab: LabHosts
+    url: str
+    fe: str
+    work: Path
+
+    def inventory(self, change: Any = None) -> Path:
+        inv = labmod.lab_inventory(self.lab.info)
+        servers = [server(self.lab.info, n) for n in ("be1", "be2", "be3")]
+        inv["pools"][0]["servers"] = servers
+        if change is not None:
+            change(servers, self.lab.info)
+        return self.lab.write(inv)
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRig]:
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root (namespaces)")
+    work = tmp_path_factory.mktemp("lualab")
+    with own_lab(LAB, work, frontends=["nginx"], backends=4) as lab:
+        fe = lab.frontends[0]
+        r = LabRig(lab, fe.url, fe.name, work)
+        run = cli("apply", "-i", str(r.inventory()), "--yes")
+        assert run.rc == 0, run
+        yield r
+
+
+@LAB_TEST
+def test_lab_status_shows_real_sessions_and_health(rig: LabRig) -> None:
+    run = cli("status", "-i", str(rig.lab.inventory))
+    assert run.rc == 0, run
+    for node in ("be1", "be2", "be3"):
+        assert f"{rig.fe} app/{node}: ready, health up, 0 sessions" in run.out, run
+
+
+@LAB_TEST
+def test_lab_rollout_through_nginx_under_wrk_fails_nothing_and_never_reloads(rig: LabRig) -> None:
+    before = {rig.fe: rig.lab.pids(rig.fe)}
+    load = WrkLoad(rig.url, rig.work)
+    try:
+        run = cli("rollout", "-i", str(rig.lab.inventory), "--version", "1.1.0")
+    finally:
+        counts = load.stop()
+    assert run.rc == 0, run
+    assert "rolled out 1.1.0 to be1, be2, be3" in run.out
+    for w in counts:
+        assert w.requests > 100 and (w.socket_errors, w.non_2xx) == (0, 0), w.text
+    assert rig.lab.not_reloaded(before) == {}
+    print(f"rollout under wrk: {[w.requests for w in counts]} requests (GET, POST), 0 errors")
+
+
+def _drain_be1(servers: list[dict[str, Any]], info: Any) -> None:
+    servers[0]["state"] = "drain"
+
+
+def _add_be4(servers: list[dict[str, Any]], info: Any) -> None:
+    servers.append(server(info, "be4"))
+
+
+def _weigh_be4(servers: list[dict[str, Any]], info: Any) -> None:
+    _add_be4(servers, info)
+    servers[-1]["weight"] = 3
+
+
+def _remove_be3(servers: list[dict[str, Any]], info: Any) -> None:
+    _weigh_be4(servers, info)
+    del servers[2]
+
+
+@LAB_TEST
+def test_lab_member_applies_under_wrk_go_at_run_time(rig: LabRig) -> None:
+    before = {rig.fe: rig.lab.pids(rig.fe)}
+    load = WrkLoad(rig.url, rig.work)
+    said = []
+    try:
+        for change in (_drain_be1, None, _add_be4, _weigh_be4, _remove_be3):
+            run = cli("apply", "-i", str(rig.inventory(change)), "--yes")
+            assert run.rc == 0, run
+            said.append(run.out)
+            if change is _weigh_be4:
+                status = cli("status", "-i", str(rig.lab.inventory)).out
+                assert f"{rig.fe} app/be4: ready, health up" in status, status
+    finally:
+        counts = load.stop()
+    for out in said:
+        assert "no reload (runtime: " in out, out
+    assert "app/be1 state drain" in said[0] and "app/be1 state ready" in said[1]
+    assert "add app/be4" in said[2] and "app/be4 weight 3" in said[3]
+    assert "remove app/be3" in said[4]
+    for w in counts:
+        assert w.requests > 100 and (w.socket_errors, w.non_2xx) == (0, 0), w.text
+    assert rig.lab.not_reloaded(before) == {}
+    print(f"member applies under wrk: {[w.requests for w in counts]} requests, 0 errors")
