@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(haproxy nginx apache2 keepalived openssh-server openssh-client iproute2 curl wrk socat procps psmisc openssl util-linux sudo mariadb-server mariadb-client)
+packages=(haproxy nginx libnginx-mod-http-lua apache2 keepalived openssh-server openssh-client iproute2 curl wrk socat procps psmisc openssl util-linux sudo mariadb-server mariadb-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
