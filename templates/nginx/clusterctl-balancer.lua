@@ -216,8 +216,10 @@ function M.balance(pool)
   if not pick then
     local list = candidates(c, tried)
     if not list then
+      -- A refused connection, so nginx answers as for a pool with no live server (502, the
+      -- service's unavailable page); an exit here would be a bare 500.
       ngx.log(ngx.ERR, "clusterctl: no server of ", pool, " can take a request")
-      return ngx.exit(502)
+      return balancer.set_current_peer("127.0.0.1", 1)
     end
     pick = choose(c, list)
     if c.sticky then ctx.clusterctl_cookie, ctx.clusterctl_server = c.sticky, pick.name end

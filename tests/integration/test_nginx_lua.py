@@ -237,6 +237,32 @@ def test_requests_in_flight_and_passive_health_are_real(lab: Lab) -> None:
         lab.backends["b2"].start()
 
 
+def test_no_usable_server_is_the_unavailable_page(lab: Lab) -> None:
+    names = ("b1", "b2", "b3", "bk")
+    for name in names:
+        lab.change(Change("state", "app", name, state="maint"))
+    try:
+        r = request(lab.port, "/")
+        assert r.status == 503 and b"Service Unavailable" in r.body
+    finally:
+        for name in names:
+            lab.change(Change("state", "app", name, state="ready"))
+    assert get(lab)[0] in {"b1", "b2", "b3"}
+
+
+def test_a_reload_keeps_runtime_states_and_a_restart_comes_up_as_the_file_says(lab: Lab) -> None:
+    lab.change(Change("state", "app", "b3", state="drain"))
+    master = min(lab.pids())
+    old = lab.pids() - {master}
+    subprocess.run(["kill", "-HUP", str(master)], check=True)
+    deadline = time.monotonic() + 10
+    while lab.pids() & old and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not lab.pids() & old  # new workers: it did reload
+    assert lab.views()["app/b3"].state == "drain"  # the file did not change b3: runtime stays
+    lab.change(Change("state", "app", "b3", state="ready"))
+
+
 # ------------------------------------------------------------------------------ the lab
 # One lab (nginx before four backends; the fourth joins and leaves the pool), applied once.
 # wrk is the client: it never resends, so a cut keep-alive connection is a socket error.
