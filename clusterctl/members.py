@@ -38,6 +38,11 @@ def decide(fe: Frontend, files: Mapping[str, tuple[bytes | None, bytes]]) -> Mem
         return MemberPlan()
     if not driver.runtime_changes:
         return MemberPlan(reload=f"a {fe.kind} front end changes its members by reload")
+    # A host that lacks what the kind's runtime interface needs (nginx: its Lua module).
+    lacking = getattr(driver, "no_runtime", None)
+    why = lacking(fe) if lacking is not None else ""
+    if why:
+        return MemberPlan(reload=why)
     config = driver.paths(fe).config
     others = sorted(p for p in files if p != config)
     if others:

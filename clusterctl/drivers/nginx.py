@@ -131,6 +131,10 @@ class NginxDriver(Driver):
         """Whether this front end's pools are balanced in Lua (the host has the module)."""
         return nl.lua_frontend(fe)
 
+    def no_runtime(self, fe: Frontend) -> str:
+        """Why this host changes members by reload ("": it does not): plan prints it."""
+        return "" if self.lua(fe) else nl.NO_LUA
+
     def control_for(self, fe: Frontend) -> str:
         return "lua-socket" if self.lua(fe) else "rerender"
 

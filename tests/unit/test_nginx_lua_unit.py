@@ -202,3 +202,19 @@ def test_refusals_carry_the_servers_words() -> None:
         nl.check_refusal("lb", ['{"ok":true}', '{"error":"no server app/web7"}'])
     with pytest.raises(ControlRefused, match=r"refused: curl: \(7\) Couldn't connect"):
         nl.check_refusal("lb", ["curl: (7) Couldn't connect to server"])
+
+
+def test_plan_says_a_host_without_the_module_reloads_and_why() -> None:
+    from clusterctl.members import decide
+
+    i = inv()
+    bare = dataclasses.replace(i.frontends[0], present=())
+    old = conf(bare, i).encode()
+    changed = inv(INV.replace("weight: 3}", "weight: 5}"))
+    new = conf(bare, changed).encode()
+    plan = decide(bare, {"/etc/nginx/nginx.conf": (old, new)})
+    assert plan.reload.startswith(f"the host has no {nl.PACKAGE}")
+    # With the module the same change goes at run time.
+    fe = i.frontends[0]
+    live = decide(fe, {"/etc/nginx/nginx.conf": (conf(fe, i).encode(), conf(fe, changed).encode())})
+    assert live.runtime and [c.describe() for c in live.changes] == ["app/web1 weight 5"]
