@@ -259,6 +259,7 @@ def plan_host(
         if config is not None:
             text = config.content.decode("utf-8", "replace")
             refused = tuple(problems(fe.kind, text, facts.network))
+        refused += tuple(driver_for(fe.kind).refusals(inv, fe_now, facts.network))
     hp = HostPlan(
         host=fe.name,
         kind=fe.kind,

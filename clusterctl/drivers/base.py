@@ -25,6 +25,7 @@ from clusterctl.model.versions import kind_version
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from clusterctl.facts import Network
     from clusterctl.model.schema import Frontend, Inventory, Pool, Route, Service
     from clusterctl.render import File
 
@@ -252,6 +253,10 @@ class Driver:
         """For a kind whose reload starts no new processes: a fixed script and its arguments
         that exits 0 once the server runs the new config (3: not yet; else: failed)."""
         return None
+
+    def refusals(self, inv: Inventory, fe: Frontend, network: Network) -> list[str]:
+        """Why the new config must not go to this host, from its facts (plan time)."""
+        return []
 
     def runtime_dirs(self, fe: Frontend) -> list[str]:
         """Folders the server expects to exist (created under the root when checking)."""

@@ -14,11 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 from clusterctl.drivers.base import Driver, KindPaths
 from clusterctl.model.semantics import frontend_services
-from clusterctl.model.vrrp import groups_of, member_of, priority
+from clusterctl.model.vrrp import (
+    groups_of,
+    member_of,
+    own_address_problems,
+    priority,
+    vip_problems,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from clusterctl.facts import Network
     from clusterctl.model.schema import Frontend, Inventory
     from clusterctl.model.vrrp import Group
 
@@ -153,6 +160,17 @@ class KeepalivedDriver(Driver):
     def confirm_reload(self, fe: Frontend) -> tuple[str, list[str]] | None:
         p = self.paths(fe)
         return CONFIRM, [p.pid_file, JSON_DUMP, p.config]
+
+    def refusals(self, inv: Inventory, fe: Frontend, network: Network) -> list[str]:
+        """The virtual address against the member's own addresses: inside the subnet of the
+        group's interface there, and not the host's own (one keepalived put there is not: a
+        running keepalived on a holder has it)."""
+        member = member_of(fe.name)
+        out: list[str] = []
+        for g in groups_of(inv, member):
+            out += vip_problems(g, member, network.addresses)
+            out += own_address_problems(g, member, network.addresses, bool(network.server_pids))
+        return out
 
     def support_files(self, inv: Inventory, fe: Frontend) -> dict[str, str]:
         member = member_of(fe.name)

@@ -198,3 +198,25 @@ def test_state_parsing() -> None:
         [("eth0", "192.0.2.11/24"), ("eth0", "192.0.2.250/24")],
     )
     assert parse_state("DOWN\nADDR lo 127.0.0.1/8\n") == (None, [("lo", "127.0.0.1/8")])
+
+
+def test_plan_refuses_a_virtual_address_outside_the_members_subnet() -> None:
+    from clusterctl.facts import HostFacts, Network
+    from clusterctl.plan import plan_host
+
+    inv = load(REPO / "inventories" / "pair.yaml")
+    unit = units(inv)[0]
+    wrong = Network(addresses=(("eth0", "198.51.100.11/24"),))
+    hp = plan_host(inv, unit, HostFacts(unit.name, network=wrong))
+    assert hp.status == "refused"
+    assert hp.refused == (
+        "192.0.2.250/24 of group web lies outside lb1's subnet on eth0 (198.51.100.0/24)",
+    )
+    right = Network(addresses=(("eth0", "192.0.2.11/24"),))
+    assert plan_host(inv, unit, HostFacts(unit.name, network=right)).status == "change"
+    # On a host whose keepalived is not running, the address already there is its own.
+    owned = Network(addresses=(("eth0", "192.0.2.11/24"), ("eth0", "192.0.2.250/24")))
+    assert (
+        "already lb1's own address"
+        in plan_host(inv, unit, HostFacts(unit.name, network=owned)).refused[0]
+    )
