@@ -6,7 +6,13 @@ anything else escaping is a bug in clusterctl, not in the user's input.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from clusterctl.model.schema import Inventory
+    from clusterctl.rollout import Report
 
 
 class ClusterctlError(Exception):
@@ -36,3 +42,83 @@ class InventoryError(ClusterctlError):
 
 class RenderError(ClusterctlError):
     """A value reached a template that the template cannot hold (a validator gap: a bug)."""
+
+
+class SSHError(ClusterctlError):
+    """A host could not be reached, refused us, or presented an unknown or changed key."""
+
+
+class HostUnreachable(ClusterctlError):
+    """ssh could not run a command on a host (refused, unknown or changed host key, down)."""
+
+
+class StepFailed(ClusterctlError):
+    """One step of apply failed on a host; `step` names it (upload, validate, reload, ...)."""
+
+    def __init__(self, step: str, words: str) -> None:
+        self.step = step
+        super().__init__(f"{step}: {words}")
+
+
+class ControlRefused(ClusterctlError):
+    """The server's runtime interface refused or could not be read."""
+
+
+class LockHeld(ClusterctlError):
+    """Someone else holds the cluster lock; the message names the holder and the ways out."""
+
+
+class LockError(ClusterctlError):
+    """The lock could not be written, renewed or released: loud, with the command that clears it."""
+
+
+class RecordError(ClusterctlError):
+    """A rollout record could not be read or saved on enough of the quorum's hosts."""
+
+
+class FloorError(ClusterctlError):
+    """Taking these nodes out would leave a pool with fewer serving nodes than the floor."""
+
+
+class LabError(ClusterctlError):
+    """A lab could not be built, found or removed."""
+
+
+class FailoverError(ClusterctlError):
+    """A VRRP failover or maintain could not move an address, or was refused to keep one up."""
+
+
+class RolloutFailed(ClusterctlError):
+    """A rollout stopped at a node and step; says what the node is left as and how to go on."""
+
+    def __init__(
+        self, node: str, step: str, reason: str, drained: bool, held: str = "drain"
+    ) -> None:
+        self.node, self.step, self.reason, self.drained = node, step, reason, drained
+        self.held = held if drained else "ready"
+        self.next_step = ""
+        self.report: Report | None = None  # what the rollout did before it stopped
+        if not drained:
+            left = f"{node} keeps serving"
+        elif held == "maint":
+            left = f"{node} is still in maint"
+        elif held == "unknown":
+            left = f"{node} may still be out of service"
+        else:
+            left = f"{node} is still drained"
+        self.summary = f"rollout stopped at {node}, step {step}: {reason}; {left}"
+        super().__init__(self.summary)
+
+    def continue_with(self, inv: Inventory, version: str) -> RolloutFailed:
+        """Name the commands that continue from here, with the real arguments."""
+        src = shlex.quote(inv.source) if inv.source else "INVENTORY.yaml"
+        resume = f"clusterctl rollout -i {src} --version {shlex.quote(version)} --resume"
+        if self.drained:
+            self.next_step = (
+                f"continue: {resume}; or put {self.node} back: "
+                f"clusterctl restore -i {src} {self.node}"
+            )
+        else:
+            self.next_step = f"continue: {resume}"
+        self.args = (f"{self.summary}; {self.next_step}",)
+        return self

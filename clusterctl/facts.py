@@ -1,4 +1,5 @@
-"""Facts: what a front end is now, gathered over SSH. Read-only.
+"""Facts: what a front end is now. Pure: what to run, as data, and the parser of its output;
+execute/gather.py sends it over SSH, so importing this module never imports paramiko.
 
 One remote command per host collects everything: for each file clusterctl manages, whether it
 exists, its mode, owner, checksum and (for files that are not secret) its content; the server's
@@ -14,34 +15,21 @@ import base64
 import dataclasses
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from clusterctl.drivers import DRIVERS, driver_for
-from clusterctl.execute.ssh import Remote
 from clusterctl.model.schema import Frontend
 
-STATE_DIR = "/var/lib/clusterctl"
-TMP_SUFFIX = ".clusterctl-new"
+# Re-exported: the paths used to live here and plan_build, verify and tests import them.
+from clusterctl.remote_paths import STATE_DIR as STATE_DIR
+from clusterctl.remote_paths import TMP_SUFFIX as TMP_SUFFIX
+from clusterctl.remote_paths import frontend_state_dir as frontend_state_dir
+from clusterctl.remote_paths import manifest_path as manifest_path
+from clusterctl.remote_paths import pending_path as pending_path
 
-
-def frontend_state_dir(fe_name: str) -> str:
-    """Where apply keeps one front end's backups, staging tree and reload-pending marker.
-
-    Per front end, not per machine: two front ends on one machine (an HAProxy for the TCP
-    services beside an nginx for the web, say) are applied in parallel and must never share a
-    backup folder or a marker, or one's rollback restores the other's files.
-    """
-    return f"{STATE_DIR}/frontends/{fe_name}"
-
-
-def manifest_path(fe_name: str) -> str:
-    """Every path the last confirmed apply installed, one a line: what prune compares with."""
-    return f"{frontend_state_dir(fe_name)}/manifest"
-
-
-def pending_path(fe_name: str) -> str:
-    """The marker an interrupted apply leaves between its rename and its reload."""
-    return f"{frontend_state_dir(fe_name)}/reload-pending"
-
+if TYPE_CHECKING:  # the moved SSH calls, typed; at run time __getattr__ below finds them
+    from clusterctl.execute.gather import gather as gather
+    from clusterctl.execute.gather import network_now as network_now
 
 _VERSION_RX = re.compile(
     "(?:"
@@ -97,7 +85,12 @@ if [ -f "$manifest" ]; then
     case $m in /*) printf 'MANAGED %s\n' "$m"; stat_one S "$m" ;; esac
   done < "$manifest"
 fi
-for spec in "$@"; do stat_one "${spec%%:*}" "${spec#*:}"; done
+for spec in "$@"; do
+  case $spec in
+  E:*) if [ -e "${spec#E:}" ]; then printf 'HAS %s\n' "${spec#E:}"; else printf 'LACKS %s\n' "${spec#E:}"; fi ;;
+  *) stat_one "${spec%%:*}" "${spec#*:}" ;;
+  esac
+done
 """
 )
 
@@ -148,6 +141,8 @@ class HostFacts:
     temps: tuple[str, ...] = ()
     network: Network = field(default_factory=Network)
     managed: tuple[str, ...] | None = None  # the manifest; None: the host has none yet
+    # Of the driver's probe_files (a module it can load), those the host has; None: not asked.
+    present: tuple[str, ...] | None = None
 
 
 def version_binary(kind: str) -> str:
@@ -181,8 +176,13 @@ def parse_gather(host: str, text: str) -> HostFacts:
     sockets: list[Socket] | None = None
     server: set[int] = set()
     managed: list[str] | None = None
+    present: list[str] | None = None
     for line in text.splitlines():
         tag, _, rest = line.partition(" ")
+        if tag in ("HAS", "LACKS"):  # the driver's probe files
+            present = present or []
+            if tag == "HAS":
+                present.append(rest)
         if tag == "VERSION":
             m = _VERSION_RX.search(rest)
             version = m.group(1) if m else None
@@ -235,31 +235,51 @@ def parse_gather(host: str, text: str) -> HostFacts:
         tuple(sorted(set(temps))),
         network,
         None if managed is None else tuple(dict.fromkeys(managed)),
+        present=None if present is None else tuple(present),
     )
 
 
-def network_now(remote: Remote, fe: Frontend, dirs: list[str]) -> tuple[Network, list[str]]:
-    """The preflight's facts as they are this moment, and which of `dirs` do not exist."""
-    result = remote.sh(_NETWORK_NOW, driver_for(fe.kind).paths(fe).pid_file, *dirs, step="validate")
-    if not result.ok:
-        from clusterctl.errors import ClusterctlError
+@dataclass(frozen=True)
+class Command:
+    """What to run on a host, as data: a shell script and its positional arguments."""
 
-        raise ClusterctlError(f"{fe.name}: cannot read the host's state: {result.words()}")
-    missing = [ln[len("NODIR ") :] for ln in result.out.splitlines() if ln.startswith("NODIR ")]
-    return parse_gather(fe.name, result.out).network, missing
+    script: str
+    args: tuple[str, ...]
 
 
-def gather(remote: Remote, fe: Frontend, secret: dict[str, bool]) -> HostFacts:
-    """Facts of one front end for the files clusterctl renders there (path -> is secret)."""
+def gather_command(fe: Frontend, secret: dict[str, bool]) -> Command:
+    """The one round trip that reads a front end's facts for the files clusterctl renders there
+    (path -> is secret: a secret file's content never leaves the host, only its checksum)."""
     specs = [("S:" if is_secret else "P:") + path for path, is_secret in sorted(secret.items())]
     driver = driver_for(fe.kind)
-    binary = version_binary(driver.kind)
-    pid_file = driver.paths(fe).pid_file
-    result = remote.sh(
-        _GATHER, pending_path(fe.name), binary, pid_file, manifest_path(fe.name), *specs
+    return Command(
+        _GATHER,
+        (
+            pending_path(fe.name),
+            version_binary(driver.kind),
+            driver.paths(fe).pid_file,
+            manifest_path(fe.name),
+            *specs,
+            *("E:" + p for p in getattr(driver, "probe_files", ())),
+        ),
     )
-    if not result.ok:
-        from clusterctl.errors import ClusterctlError
 
-        raise ClusterctlError(f"{fe.name}: cannot read the host's state: {result.words()}")
-    return parse_gather(fe.name, result.out)
+
+def network_command(fe: Frontend, dirs: list[str]) -> Command:
+    """The preflight's facts as they are this moment, and which of `dirs` do not exist."""
+    return Command(_NETWORK_NOW, (driver_for(fe.kind).paths(fe).pid_file, *dirs))
+
+
+def parse_missing_dirs(text: str) -> list[str]:
+    """The folders network_command found missing."""
+    return [ln[len("NODIR ") :] for ln in text.splitlines() if ln.startswith("NODIR ")]
+
+
+def __getattr__(name: str) -> Any:
+    # gather and network_now moved to execute/gather.py (they talk SSH); the old names still
+    # resolve, lazily, so importing this module never imports paramiko.
+    if name in ("gather", "network_now"):
+        from clusterctl.execute import gather as _gather
+
+        return getattr(_gather, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

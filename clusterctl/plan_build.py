@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from clusterctl.drivers import driver_for
-from clusterctl.facts import TMP_SUFFIX, frontend_state_dir, manifest_path, pending_path
+from clusterctl.facts import manifest_path, pending_path
 from clusterctl.model.schema import Frontend, Inventory
 from clusterctl.model.semantics import frontend_services
 from clusterctl.plan_steps import (
@@ -26,25 +26,13 @@ from clusterctl.plan_steps import (
     Step,
 )
 from clusterctl.preflight import named_dirs
+
+# Re-exported: plan, apply and tests name them from here.
+from clusterctl.remote_paths import backup_dir as backup_dir
+from clusterctl.remote_paths import stage_dir as stage_dir
+from clusterctl.remote_paths import stage_root as stage_root
+from clusterctl.remote_paths import temp_path as temp_path
 from clusterctl.render import File, HostFiles
-
-
-def backup_dir(fe_name: str) -> str:
-    return f"{frontend_state_dir(fe_name)}/backup"
-
-
-def stage_dir(fe_name: str) -> str:
-    return f"{frontend_state_dir(fe_name)}/stage"
-
-
-def stage_root(fe_name: str, run_id: str) -> str:
-    """Where this run checks the whole new tree: one folder per run, removed after the check."""
-    return f"{stage_dir(fe_name)}/{run_id}"
-
-
-def temp_path(target: str) -> str:
-    d, _, b = target.rpartition("/")
-    return f"{d}/.{b}{TMP_SUFFIX}"
 
 
 def put(phase: Phase, path: str, f: File) -> PutFile:

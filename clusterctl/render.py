@@ -8,9 +8,7 @@ can check a rendered tree without touching the system's own /etc.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import re
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -19,25 +17,11 @@ import jinja2
 
 from clusterctl.drivers import driver_for
 from clusterctl.errors import RenderError
+from clusterctl.files import File as File  # re-exported: File, HostFiles and Raw lived here
+from clusterctl.files import HostFiles as HostFiles
+from clusterctl.files import Raw as Raw
 from clusterctl.model.schema import Frontend, Inventory
 
-
-@dataclass(frozen=True)
-class File:
-    """One file to install on a front end."""
-
-    content: bytes
-    mode: int = 0o644
-    owner: str = "root"
-    group: str = "root"
-    secret: bool = False
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.content).hexdigest()
-
-
-HostFiles = dict[str, File]
 
 # Defence in depth: validators should already refuse these, but if one ever lets such a value
 # through, rendering stops instead of writing a config with an injected directive.
@@ -58,12 +42,6 @@ def assert_renderable(obj: Any, path: str = "") -> None:
         for f in dataclasses.fields(obj):
             if f.name not in _NOT_RENDERED:
                 assert_renderable(getattr(obj, f.name), f"{path}.{f.name}".lstrip("."))
-
-
-class Raw(str):
-    """Text built by clusterctl itself (not from the inventory) that may hold syntax characters."""
-
-    __slots__ = ()
 
 
 def templates_dir() -> Path:

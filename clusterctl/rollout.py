@@ -19,12 +19,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from clusterctl.errors import ClusterctlError
+from clusterctl.errors import ClusterctlError, RolloutFailed, SSHError
 from clusterctl.execute import records
 from clusterctl.execute.apply import StepFailed
 from clusterctl.execute.deploy import check_version, private_check, probe_node, run_deploy
-from clusterctl.execute.ssh import SSHError
-from clusterctl.facts import STATE_DIR
 from clusterctl.model.schema import Inventory, Server
 from clusterctl.orchestrate.batches import (
     FloorError,
@@ -56,6 +54,7 @@ from clusterctl.orchestrate.preview import (
     skip_events,
     summary_event,
 )
+from clusterctl.remote_paths import rollout_record
 
 __all__ = [
     "Cluster",
@@ -86,46 +85,6 @@ __all__ = [
 ]
 
 
-def state_file(cluster: str) -> str:
-    """Where a rollout records its progress on each host of the quorum: one file per cluster,
-    so two inventories whose hosts overlap never resume from each other's record."""
-    return f"{STATE_DIR}/rollout/{cluster}.json"
-
-
-class RolloutFailed(ClusterctlError):
-    def __init__(
-        self, node: str, step: str, reason: str, drained: bool, held: str = "drain"
-    ) -> None:
-        self.node, self.step, self.reason, self.drained = node, step, reason, drained
-        self.held = held if drained else "ready"
-        self.next_step = ""
-        self.report: Report | None = None  # what the rollout did before it stopped
-        if not drained:
-            left = f"{node} keeps serving"
-        elif held == "maint":
-            left = f"{node} is still in maint"
-        elif held == "unknown":
-            left = f"{node} may still be out of service"
-        else:
-            left = f"{node} is still drained"
-        self.summary = f"rollout stopped at {node}, step {step}: {reason}; {left}"
-        super().__init__(self.summary)
-
-    def continue_with(self, inv: Inventory, version: str) -> RolloutFailed:
-        """Name the commands that continue from here, with the real arguments."""
-        src = shlex.quote(inv.source) if inv.source else "INVENTORY.yaml"
-        resume = f"clusterctl rollout -i {src} --version {shlex.quote(version)} --resume"
-        if self.drained:
-            self.next_step = (
-                f"continue: {resume}; or put {self.node} back: "
-                f"clusterctl restore -i {src} {self.node}"
-            )
-        else:
-            self.next_step = f"continue: {resume}"
-        self.args = (f"{self.summary}; {self.next_step}",)
-        return self
-
-
 @dataclass
 class NodeTimes:
     node: str
@@ -148,14 +107,14 @@ def _save_state(cluster: Cluster, state: dict[str, Any]) -> None:
     hosts = records.sources(cluster.inv, cluster.frontends, cluster.node)
     record = {"cluster": cluster.inv.cluster, **state}
     records.save_record(
-        hosts, cluster.inv.frontends[0].name, state_file(cluster.inv.cluster), record
+        hosts, cluster.inv.frontends[0].name, rollout_record(cluster.inv.cluster), record
     )
 
 
 def load_state(cluster: Cluster) -> dict[str, Any] | None:
     hosts = records.sources(cluster.inv, cluster.frontends, cluster.node)
     return records.load_record(
-        hosts, cluster.inv.frontends[0].name, state_file(cluster.inv.cluster)
+        hosts, cluster.inv.frontends[0].name, rollout_record(cluster.inv.cluster)
     )
 
 

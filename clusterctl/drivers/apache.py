@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from clusterctl.drivers import apache_control as ac
 from clusterctl.drivers.base import Driver, Finding, KindPaths
 from clusterctl.drivers.control import Change, Command, ControlRefused, Live, PoolMembers
+from clusterctl.files import Raw
 from clusterctl.model.semantics import frontend_services
 
 if TYPE_CHECKING:
@@ -187,8 +188,6 @@ class ApacheDriver(Driver):
         return ["/run/apache2", "/var/log/apache2", "/var/lock/apache2"]
 
     def view(self, inv: Inventory, fe: Frontend, root: str) -> dict[str, Any]:
-        from clusterctl.render import Raw
-
         v = super().view(inv, fe, root)
         # Validated names and paths hold only [A-Za-z0-9.~_-]; escaping makes dots literal.
         v["rx"] = lambda text: Raw(re.escape(text))

@@ -19,6 +19,7 @@ from clusterctl.drivers.control import (
     Live,
     PoolMembers,
 )
+from clusterctl.files import File
 from clusterctl.model.semantics import frontend_services, service_pools
 from clusterctl.model.versions import kind_version
 
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
     from clusterctl.facts import Network
     from clusterctl.model.schema import Frontend, Inventory, Pool, Route, Service
-    from clusterctl.render import File
 
 # A problem a kind-only check finds: the object and key whose position it carries, the
 # inventory path it names, its message (semantics.py turns it into a FILE:LINE:COL problem).
@@ -275,8 +275,6 @@ class Driver:
         return {"certificate": f"{base}.crt", "key": f"{base}.key"}
 
     def tls_files(self, inv: Inventory, fe: Frontend) -> dict[str, File]:
-        from clusterctl.render import File
-
         out: dict[str, File] = {}
         for svc in frontend_services(inv, fe):
             if svc.tls is None:

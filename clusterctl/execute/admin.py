@@ -30,8 +30,9 @@ from clusterctl.execute.admin_views import (
     set_live_state,
 )
 from clusterctl.execute.apply import apply_host
+from clusterctl.execute.gather import gather
 from clusterctl.execute.ssh import Remote
-from clusterctl.facts import HostFacts, LiveFile, gather
+from clusterctl.facts import HostFacts, LiveFile
 from clusterctl.model.schema import Frontend, Inventory
 from clusterctl.plan import plan_host
 from clusterctl.render import render_frontend

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Literal
 
 from clusterctl.errors import ClusterctlError
+from clusterctl.errors import LockError as LockError
+from clusterctl.errors import LockHeld as LockHeld
 from clusterctl.execute.ssh import Remote
-from clusterctl.facts import STATE_DIR
+from clusterctl.remote_paths import LOCK_DIR as LOCK_DIR
 
-LOCK_DIR = f"{STATE_DIR}/lock"
 DEFAULT_LEASE = 60.0
 
 # $1 lock dir. Every script that changes the lock runs `main` with fd 9 on the guard; a guard
@@ -84,14 +85,6 @@ if [ -f "$d/info" ]; then
 elif [ -e "$d" ]; then echo UNRECORDED; cat -- "$d/info" 2>/dev/null
 else echo FREE; fi
 """
-
-
-class LockHeld(ClusterctlError):
-    pass
-
-
-class LockError(ClusterctlError):
-    """The lock could not be written, renewed or released: loud, with the command that clears it."""
 
 
 @dataclass(frozen=True)

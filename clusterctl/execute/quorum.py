@@ -30,6 +30,7 @@ from clusterctl.execute import lock as lk
 from clusterctl.execute.endpoints import frontend_endpoints, server_endpoints
 from clusterctl.execute.ssh import Endpoint, Remote, SSHError
 from clusterctl.model.schema import Inventory
+from clusterctl.remote_paths import LOCK_DIR
 
 T = TypeVar("T")
 TIE_GRACE = 5.0  # how long the first in line waits for the others to let go
@@ -177,7 +178,7 @@ def held_message(views: Mapping[str, lk.HostView], vs: Voters, inventory: str, m
     if blank:
         parts.append(
             f"{', '.join(blank)} {'has' if len(blank) == 1 else 'have'} a lock with no readable "
-            f"record ({lk.LOCK_DIR}); if no clusterctl runs: {break_command(inventory, '--no-record')}"
+            f"record ({LOCK_DIR}); if no clusterctl runs: {break_command(inventory, '--no-record')}"
         )
     bad = [v for v in views.values() if v.state in ("error", "writefail")]
     if bad:

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from clusterctl.errors import ClusterctlError
+from clusterctl.errors import RecordError as RecordError
 from clusterctl.execute import quorum
 from clusterctl.execute.ssh import Remote
 from clusterctl.model.schema import Inventory
@@ -35,10 +36,6 @@ _READ = r"""if [ -e "$1" ]; then echo PRESENT; cat -- "$1"; else echo ABSENT; fi
 _down: dict[str, float] = {}
 _last_seq: dict[str, int] = {}
 _guard = threading.Lock()
-
-
-class RecordError(ClusterctlError):
-    pass
 
 
 def sources(

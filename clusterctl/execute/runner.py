@@ -16,8 +16,8 @@ from clusterctl.execute import lock as lockmod
 from clusterctl.execute import lockreport, quorum
 from clusterctl.execute.apply import HostResult, StepFailed, apply_host
 from clusterctl.execute.endpoints import frontend_endpoints
+from clusterctl.execute.gather import gather
 from clusterctl.execute.ssh import Endpoint, Remote
-from clusterctl.facts import gather
 from clusterctl.model import vrrp
 from clusterctl.model.schema import Frontend, Inventory
 from clusterctl.plan import HostPlan, Plan, plan_host, render_host, unreachable

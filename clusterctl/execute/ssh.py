@@ -17,14 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import paramiko
 
-from clusterctl.errors import ClusterctlError
+from clusterctl.errors import SSHError as SSHError
 
 if TYPE_CHECKING:
     from clusterctl.execute.sudo import Sudo
-
-
-class SSHError(ClusterctlError):
-    """A host could not be reached, refused us, or presented an unknown or changed key."""
 
 
 @dataclass(frozen=True)

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import os
 
-from clusterctl.errors import ClusterctlError
+from clusterctl.errors import StepFailed as StepFailed
 from clusterctl.execute.ssh import Result
 
 PATH = "PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin; "
-
-
-class StepFailed(ClusterctlError):
-    def __init__(self, step: str, words: str) -> None:
-        self.step = step
-        super().__init__(f"{step}: {words}")
 
 
 def checkpoint(step: str) -> None:

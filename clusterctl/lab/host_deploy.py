@@ -34,6 +34,8 @@ VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 START_TIMEOUT = 10.0
 
 
+# Stays here, not in errors.py: this file is copied to lab hosts as bin/deploy and runs there
+# alone, with the standard library only; main() prints it as one "deploy: error:" line.
 class DeployError(Exception):
     pass
 

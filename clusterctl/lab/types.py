@@ -8,11 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clusterctl.errors import ClusterctlError
-
-
-class LabError(ClusterctlError):
-    """A lab could not be built, found or removed."""
+from clusterctl.errors import LabError as LabError
 
 
 @dataclass

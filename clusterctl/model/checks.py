@@ -20,6 +20,8 @@ Check = Callable[[Any], Any]
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 
 
+# Internal, not a ClusterctlError: the loader catches it and reports an InventoryError Problem
+# with file, line, column and key path; a bare CheckFailed never reaches a user.
 class CheckFailed(ValueError):
     """A value failed its field's check; the loader adds file, line, column and key path."""
 

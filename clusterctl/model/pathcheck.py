@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from clusterctl.model.checks import CheckFailed, _describe, _plain_text, show
+from clusterctl.remote_paths import STATE_DIR
 
 # Files clusterctl must never write to or read from, whatever an inventory says.
 _SYSTEM_PREFIXES = (
@@ -112,7 +113,7 @@ _HOST_PREFIXES = (
     "/run/systemd",
     "/var/lib/systemd",
     "/var/lib/dpkg",
-    "/var/lib/clusterctl",
+    STATE_DIR,
     "/var/lib/clusterctl-labs",
 )
 _REMOTE_PATH = re.compile(r"/[A-Za-z0-9._+@-]+(/[A-Za-z0-9._+@-]+)*")

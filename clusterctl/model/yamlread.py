@@ -38,6 +38,8 @@ _FLOAT = re.compile(
 _BASES = {"0x": 16, "0o": 8, "0b": 2}
 
 
+# Internal, not a ClusterctlError: the loader turns it into an InventoryError with the file
+# name (this reader knows only line and column), so no user ever sees it raw.
 class YAMLRefused(Exception):
     """The text is not an inventory YAML document; line and col are 1-based."""
 
@@ -75,6 +77,11 @@ class Empty:
 
 def _scalar(value: str) -> Any:
     """A plain (unquoted) scalar by the YAML 1.2 core schema."""
+    # Only these can start a null, a boolean or a number: anything else is text as it stands.
+    if value[:1] not in _TYPED_START:
+        return value
+    if value.isdigit() and value.isascii():
+        return int(value) if len(value) <= MAX_INT_DIGITS else LongNumber(len(value))
     if _NULL.fullmatch(value):
         return None
     if value in _BOOL:
@@ -96,6 +103,10 @@ def _scalar(value: str) -> Any:
     return value
 
 
+# The empty string too ("" is null): every pattern above needs one of these first.
+_TYPED_START = frozenset("~nNtTfF+-.0123456789") | {""}
+
+
 def _short(text: str) -> str:
     return repr(text if len(text) <= 40 else text[:40] + "...")
 
@@ -103,52 +114,75 @@ def _short(text: str) -> str:
 def read(text: str) -> Any:
     """The one document in `text` as Map, Seq and scalars; Empty if there is none."""
     root: Any = Empty()
-    stack: list[Map | Seq] = []
-    key: list[Any] = []  # per open mapping: the key waiting for its value, or _NO_KEY
+    stack: list[Any] = []  # the open Map and Seq nodes, innermost last
+    key: list[Any] = []  # per open node: the mapping's key waiting for its value, or _NO_KEY
     documents = 0
+    parser = None
+    # One loop over libyaml's events, with the parser's own get_event (yaml.parse wraps it in
+    # a generator) and the attach to the parent inline: it runs once per node of the file.
     try:
-        for event in yaml.parse(text, Loader=_Loader):
-            kind = type(event)
-            if kind in _ENDS:
-                stack.pop()
-                key.pop()
-                continue
-            if kind not in _NODES:
-                if kind is yaml.DocumentStartEvent:
-                    documents += 1
-                    if documents > 1:
-                        mark = event.start_mark
-                        raise YAMLRefused(
-                            mark.line + 1,
-                            mark.column + 1,
-                            "one inventory per file: found a second document",
-                        )
-                continue
-            mark = event.start_mark
-            at = (mark.line + 1, mark.column + 1)
-            if kind is yaml.AliasEvent:
-                raise YAMLRefused(
-                    *at, f"aliases (*{event.anchor}) are not supported; write the value out"
-                )
-            if event.anchor is not None:
-                raise YAMLRefused(
-                    *at, f"anchors (&{event.anchor}) are not supported; write the values out"
-                )
-            if event.tag is not None and event.tag != "!":
-                raise YAMLRefused(*at, f"tags ({_short(event.tag)}) are not supported")
-            value: Any
-            if kind is yaml.ScalarEvent:
+        parser = _Loader(text)
+        get_event = parser.get_event
+        while True:
+            event = get_event()
+            kind = event.__class__
+            if kind is _ScalarEvent:
+                mark = event.start_mark
+                at = (mark.line + 1, mark.column + 1)
+                if event.anchor is not None or (event.tag is not None and event.tag != "!"):
+                    _refuse_node(event, at)
                 # Plain (unquoted) scalars are typed; the C parser gives style "", Python None.
                 value = (
                     _scalar(event.value) if not event.style and event.implicit[0] else event.value
                 )
+            elif kind in _ENDS:
+                stack.pop()
+                key.pop()
+                continue
+            elif kind is _MappingStartEvent or kind is _SequenceStartEvent:
+                mark = event.start_mark
+                at = (mark.line + 1, mark.column + 1)
+                if event.anchor is not None or (event.tag is not None and event.tag != "!"):
+                    _refuse_node(event, at)
+                value = Map(at) if kind is _MappingStartEvent else Seq(at)
+            elif kind is yaml.AliasEvent:
+                mark = event.start_mark
+                _refuse_node(event, (mark.line + 1, mark.column + 1))
+            elif kind is yaml.DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    mark = event.start_mark
+                    raise YAMLRefused(
+                        mark.line + 1,
+                        mark.column + 1,
+                        "one inventory per file: found a second document",
+                    )
+                continue
+            elif kind is yaml.StreamEndEvent or event is None:
+                break
             else:
-                value = Map(at) if kind is yaml.MappingStartEvent else Seq(at)
+                continue
             if stack:
-                _attach(stack[-1], key, value, at)
+                parent = stack[-1]
+                if parent.__class__ is Seq:
+                    parent.append(value)
+                    parent.items_at.append(at)
+                else:
+                    waiting = key[-1]
+                    if waiting is _NO_KEY:
+                        if value.__class__ is not str:
+                            _refuse_key(parent, value, at)
+                        if value in parent:
+                            raise YAMLRefused(*at, f"duplicate key {_short(value)}")
+                        parent.keys_at[value] = at
+                        key[-1] = value
+                    else:
+                        parent[waiting] = value
+                        parent.values_at[waiting] = at
+                        key[-1] = _NO_KEY
             elif isinstance(root, Empty):
                 root = Empty(at) if value is None else value
-            if kind is not yaml.ScalarEvent:
+            if kind is not _ScalarEvent:
                 if len(stack) >= MAX_DEPTH:
                     raise YAMLRefused(*at, f"nested more than {MAX_DEPTH} levels deep")
                 stack.append(value)
@@ -168,36 +202,34 @@ def read(text: str) -> Any:
     except yaml.reader.ReaderError as exc:
         line, col = line_col(text, exc.position)
         raise YAMLRefused(line, col, f"character {exc.character!r} is not allowed here") from None
+    finally:
+        if parser is not None:
+            parser.dispose()
     return root
 
 
+def _refuse_node(event: Any, at: tuple[int, int]) -> None:
+    """An alias, an anchor or a tag: refused where it stands (an alias is never expanded)."""
+    if event.__class__ is yaml.AliasEvent:
+        raise YAMLRefused(*at, f"aliases (*{event.anchor}) are not supported; write the value out")
+    if event.anchor is not None:
+        raise YAMLRefused(*at, f"anchors (&{event.anchor}) are not supported; write the values out")
+    raise YAMLRefused(*at, f"tags ({_short(event.tag)}) are not supported")
+
+
+def _refuse_key(parent: Any, value: Any, at: tuple[int, int]) -> None:
+    if isinstance(value, str):
+        return  # a subclass of str is still a name
+    shown = "a mapping" if isinstance(value, Map) else "a list"
+    what = shown if isinstance(value, (Map, Seq)) else repr(value)
+    raise YAMLRefused(*at, f"a key must be a name, not {what}")
+
+
 _NO_KEY = object()
+_ScalarEvent = yaml.ScalarEvent
+_MappingStartEvent = yaml.MappingStartEvent
+_SequenceStartEvent = yaml.SequenceStartEvent
 _ENDS = frozenset({yaml.MappingEndEvent, yaml.SequenceEndEvent})
-# Alias events are "nodes" here only to be refused where they stand.
-_NODES = frozenset(
-    {yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent, yaml.AliasEvent}
-)
-
-
-def _attach(parent: Any, key: list[Any], value: Any, at: tuple[int, int]) -> None:
-    if isinstance(parent, Seq):
-        parent.append(value)
-        parent.items_at.append(at)
-    elif isinstance(parent, Map):
-        waiting = key[-1]
-        if waiting is _NO_KEY:
-            if isinstance(value, (Map, Seq)) or not isinstance(value, str):
-                shown = "a mapping" if isinstance(value, Map) else "a list"
-                what = shown if isinstance(value, (Map, Seq)) else repr(value)
-                raise YAMLRefused(*at, f"a key must be a name, not {what}")
-            if value in parent:
-                raise YAMLRefused(*at, f"duplicate key {_short(value)}")
-            parent.keys_at[value] = at
-            key[-1] = value
-        else:
-            parent[waiting] = value
-            parent.values_at[waiting] = at
-            key[-1] = _NO_KEY
 
 
 def line_col(text: str | bytes, offset: int) -> tuple[int, int]:

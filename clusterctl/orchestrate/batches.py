@@ -13,16 +13,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from clusterctl.errors import ClusterctlError
+from clusterctl.errors import FloorError as FloorError
 from clusterctl.model.schema import Inventory, Pool, Server
 from clusterctl.model.semantics import service_pools
 from clusterctl.ui import plural
 
 # node -> why it is out of service now ("maint on lb1", "drain in the inventory")
 Out = Mapping[str, str]
-
-
-class FloorError(ClusterctlError):
-    """Taking these nodes out would leave a pool with fewer serving nodes than the floor."""
 
 
 @dataclass

@@ -20,6 +20,7 @@ from functools import partial
 
 from clusterctl.drivers.keepalived import JSON_DUMP, STATE, hold_file, parse_state
 from clusterctl.errors import ClusterctlError
+from clusterctl.errors import FailoverError as FailoverError
 from clusterctl.execute.endpoints import frontend_endpoints
 from clusterctl.execute.ssh import Remote, quote
 from clusterctl.model.schema import Inventory
@@ -31,10 +32,6 @@ Say = Callable[[str], None]
 _HOLD = 'mkdir -p -- "$(dirname -- "$1")" && printf \'%s\\n\' "$2" > "$1"'
 # $1 URL: the HTTP status the address answers with, asked on the host that holds it.
 _ASK = 'curl -s -k -o /dev/null -w "%{http_code}" --max-time 3 -- "$1"'
-
-
-class FailoverError(ClusterctlError):
-    pass
 
 
 @dataclass(frozen=True)

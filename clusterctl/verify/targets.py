@@ -23,6 +23,7 @@ from typing import Any
 
 from clusterctl.drivers import driver_for
 from clusterctl.errors import ClusterctlError
+from clusterctl.errors import HostUnreachable as HostUnreachable
 from clusterctl.execute.deploy import health_url
 from clusterctl.execute.endpoints import frontend_endpoints, server_endpoints
 from clusterctl.execute.ssh import Endpoint
@@ -246,10 +247,6 @@ def frontend_alias(name: str) -> str:
 
 def backend_alias(name: str) -> str:
     return f"be.{name}"
-
-
-class HostUnreachable(ClusterctlError):
-    """ssh could not run a command on a host (refused, unknown or changed host key, down)."""
 
 
 def _guard(backend: Any, alias: str, ep: Endpoint) -> None:
