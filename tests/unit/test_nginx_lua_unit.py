@@ -218,3 +218,23 @@ def test_plan_says_a_host_without_the_module_reloads_and_why() -> None:
     fe = i.frontends[0]
     live = decide(fe, {"/etc/nginx/nginx.conf": (conf(fe, i).encode(), conf(fe, changed).encode())})
     assert live.runtime and [c.describe() for c in live.changes] == ["app/web1 weight 5"]
+
+
+def test_the_balancers_log_and_header_phases_are_the_only_ones() -> None:
+    # A log_by_lua or header_filter_by_lua in a server or location would replace the http
+    # block's: requests in flight would never be counted down (drains would wait out their
+    # timeout) and fresh sticky clients would get no cookie.
+    from clusterctl.model import load
+    from tests.test_golden import REPO
+
+    for name in ("full", "three-kinds"):
+        full = load(REPO / "inventories" / f"{name}.yaml")
+        for fe in full.frontends:
+            if fe.kind != "nginx":
+                continue
+            text = conf(fe, full)
+            assert text.count("log_by_lua") == 1, (name, fe.name)
+            assert text.count("header_filter_by_lua") == 1, (name, fe.name)
+            http = text.index("\nhttp {")
+            first_server = text.index("\n    server {")
+            assert http < text.index("log_by_lua_block") < first_server

@@ -106,7 +106,6 @@ end
 
 -- Each worker keeps the pools it parsed until the version moves.
 local cache = {}
-local current = {} -- smooth weighted round robin: each member's current weight, per worker
 local turn = 0
 
 local function load(pool)
@@ -118,7 +117,7 @@ local function load(pool)
   local pf = split(p)
   c = { v = v, balance = pf[1], sticky = pf[2] ~= "" and pf[2] or nil,
     max_fails = tonumber(pf[3]) or 1, fail_timeout = tonumber(pf[4]) or 10,
-    members = {}, by_name = {} }
+    members = {}, by_name = {}, name = pool, orders = {} }
   for _, name in ipairs(split(dict:get("m:" .. pool))) do
     local s = dict:get("s:" .. pool .. "/" .. name)
     if s then
@@ -183,13 +182,29 @@ local function choose(c, list)
   elseif c.balance == "random" then
     return by_weight(list, math.random(total) - 1)
   end
-  local best
-  for _, m in ipairs(list) do
-    current[m.key] = (current[m.key] or 0) + m.weight
-    if best == nil or current[m.key] > current[best.key] then best = m end
+  -- Weighted round robin over every worker at once: one counter in the dict walks the order
+  -- nginx's own smooth round robin gives these members (each worker computes it once).
+  local ids = {}
+  for i, m in ipairs(list) do ids[i] = m.key .. "=" .. m.weight end
+  local id = table.concat(ids, ",")
+  local order = c.orders[id]
+  if not order then
+    order = {}
+    local cur = {}
+    for i = 1, #list do cur[i] = 0 end
+    for _ = 1, total do
+      local best
+      for i, m in ipairs(list) do
+        cur[i] = cur[i] + m.weight
+        if best == nil or cur[i] > cur[best] then best = i end
+      end
+      cur[best] = cur[best] - total
+      order[#order + 1] = best
+    end
+    c.orders[id] = order
   end
-  current[best.key] = current[best.key] - total
-  return best
+  local n = dict:incr("r:" .. c.name, 1, 0) or 1
+  return list[order[(n - 1) % #order + 1]]
 end
 
 function M.balance(pool)
