@@ -229,3 +229,9 @@ def status(inventory: Inventory, output: OutputFormat = "text") -> None:
         print_views(views, console())
         if note:
             _out(note)
+        if inv.vrrp:  # who holds each virtual address, as the members report it
+            from clusterctl.orchestrate import failover as fo
+
+            with fo.members(inv) as ms:
+                for line in fo.status_lines(inv, ms):
+                    _out(line)

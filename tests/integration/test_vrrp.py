@@ -158,3 +158,25 @@ def test_the_last_healthy_member_is_never_taken(pair: tuple[labmod.LabInfo, Inve
         finally:
             ms.hold(other, g, False)
     assert wait_one_holder(inv) == holder
+
+
+def test_vrrp_and_status_commands_name_the_holder(pair: tuple[labmod.LabInfo, Inventory]) -> None:
+    import subprocess
+    import sys
+
+    info, inv = pair
+    holder = wait_one_holder(inv)
+    other = next(m for m in inv.vrrp[0].members if m != holder)
+    want = f"vrrp lab {inv.vrrp[0].address}: held by {holder}; "
+    for command in ("vrrp", "status"):
+        run = subprocess.run(
+            [sys.executable, "-m", "clusterctl", command, "-i", str(info.inventory_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr
+        line = next(ln for ln in run.stdout.splitlines() if ln.startswith("vrrp "))
+        assert line.startswith(want), line
+        assert f"{holder} MASTER (holds it)" in line and f"{other} BACKUP" in line
