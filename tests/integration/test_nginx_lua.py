@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -348,6 +349,26 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabRig]:
         yield r
 
 
+def http_get(url: str, cookie: str = "") -> tuple[str, str]:
+    """The backend that answered and the sticky cookie the front end set ("" if none)."""
+    req = urllib.request.Request(url, headers={"Cookie": f"SRVID={cookie}"} if cookie else {})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        resp.read()
+        set_cookie = [c for c in resp.headers.get_all("Set-Cookie") or [] if "SRVID=" in c]
+        value = set_cookie[0].split("SRVID=", 1)[1].split(";", 1)[0] if set_cookie else ""
+        return resp.headers.get("X-Backend", ""), value
+
+
+def pin(url: str, node: str) -> str:
+    """A sticky cookie value that pins a client to `node` (fresh clients are spread evenly)."""
+    for _ in range(12):
+        backend, cookie = http_get(url)
+        if backend == node:
+            assert cookie == f".{node}"
+            return cookie
+    raise AssertionError(f"no fresh client was placed on {node}")
+
+
 @LAB_TEST
 def test_lab_status_shows_real_sessions_and_health(rig: LabRig) -> None:
     run = cli("status", "-i", str(rig.lab.inventory))
@@ -359,13 +380,24 @@ def test_lab_status_shows_real_sessions_and_health(rig: LabRig) -> None:
 @LAB_TEST
 def test_lab_rollout_through_nginx_under_wrk_fails_nothing_and_never_reloads(rig: LabRig) -> None:
     before = {rig.fe: rig.lab.pids(rig.fe)}
+    inv = str(rig.lab.inventory)
+    pinned = pin(rig.url, "be2")
     load = WrkLoad(rig.url, rig.work)
     try:
-        run = cli("rollout", "-i", str(rig.lab.inventory), "--version", "1.1.0")
+        run = cli("rollout", "-i", inv, "--version", "1.1.0")
+        drained = cli("drain", "-i", inv, "be2")
+        during = cli("status", "-i", inv).out
+        # Drained: the client pinned to be2 stays there, new clients go elsewhere.
+        kept = {http_get(rig.url, cookie=pinned)[0] for _ in range(4)}
+        fresh = {http_get(rig.url)[0] for _ in range(9)}
+        restored = cli("restore", "-i", inv, "be2")
     finally:
         counts = load.stop()
     assert run.rc == 0, run
     assert "rolled out 1.1.0 to be1, be2, be3" in run.out
+    assert drained.rc == 0 and restored.rc == 0, (drained, restored)
+    assert f"{rig.fe} app/be2: drain, health up" in during, during
+    assert kept == {"be2"} and "be2" not in fresh, (kept, fresh)
     for w in counts:
         assert w.requests > 100 and (w.socket_errors, w.non_2xx) == (0, 0), w.text
     assert rig.lab.not_reloaded(before) == {}
