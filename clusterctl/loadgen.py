@@ -15,16 +15,29 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
+import ssl
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from clusterctl.errors import ClusterctlError
 
 ALLOWED = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("198.18.0.0/15"))
+
+REDIRECTS = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 5
+
+
+def _lab_tls() -> ssl.SSLContext:
+    # Targets are loopback and lab hosts only (check_target), whose certificates name the
+    # inventory's host names, not the addresses load is sent to: encrypted, not verified.
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 @dataclass
@@ -64,11 +77,11 @@ class LoadReport:
 def check_target(url: str) -> tuple[str, int, str]:
     parts = urlsplit(url)
     try:
-        port = parts.port or 80
+        port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise ClusterctlError(f"load target {url!r} has an invalid port") from None
-    if parts.scheme != "http" or not parts.hostname:
-        raise ClusterctlError(f"load target {url!r} must be an http:// URL")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ClusterctlError(f"load target {url!r} must be an http:// or https:// URL")
     try:
         address = ipaddress.ip_address(parts.hostname)
     except ValueError:
@@ -95,8 +108,11 @@ class _Worker(threading.Thread):
         sticky: bool,
         think: float = 0.0,
         cookies: dict[str, str] | None = None,
+        tls: bool = False,
+        follow: bool = False,
     ) -> None:
         super().__init__(daemon=True)
+        self.tls, self.follow = tls, follow
         self.host, self.port, self.path = host, port, path
         self.keepalive, self.post_every = keepalive, post_every
         self.deadline, self.budget, self.timeout = deadline, budget, timeout
@@ -108,7 +124,12 @@ class _Worker(threading.Thread):
 
     def _connection(self) -> http.client.HTTPConnection:
         if self.conn is None:
-            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            if self.tls:
+                self.conn = http.client.HTTPSConnection(
+                    self.host, self.port, timeout=self.timeout, context=_lab_tls()
+                )
+            else:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             self.used = False
         return self.conn
 
@@ -126,6 +147,33 @@ class _Worker(threading.Thread):
             headers["Content-Type"] = "application/octet-stream"
         conn.request(method, self.path, body=body, headers=headers)
         return conn.getresponse()
+
+    def _follow(
+        self, resp: http.client.HTTPResponse, method: str, body: bytes | None
+    ) -> http.client.HTTPResponse:
+        """Follow redirects, as browsers do, to loopback or lab targets only; the worker then
+        stays on the final URL (http -> https once, not on every request)."""
+        hops = 0
+        while self.follow and resp.status in REDIRECTS and hops < MAX_REDIRECTS:
+            location = resp.getheader("Location")
+            if not location:
+                break
+            resp.read()
+            scheme = "https" if self.tls else "http"
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            url = urljoin(f"{scheme}://{host}:{self.port}{self.path}", location)
+            try:
+                target = (*check_target(url), urlsplit(url).scheme == "https")
+            except ClusterctlError as exc:
+                raise http.client.HTTPException(str(exc)) from None
+            if (target[0], target[1], target[3]) != (self.host, self.port, self.tls):
+                self._drop()
+            self.host, self.port, self.path, self.tls = target
+            if resp.status == 303:
+                method, body = "GET", None
+            resp = self._once(method, body)
+            hops += 1
+        return resp
 
     def run(self) -> None:
         n = 0
@@ -151,6 +199,7 @@ class _Worker(threading.Thread):
                     resent = True
                     self._drop()
                     resp = self._once(method, body)
+                resp = self._follow(resp, method, body)
                 data = resp.read()
                 self.used = True
                 self.report.requests += 1
@@ -207,10 +256,13 @@ class Load:
         sticky: bool = False,
         think: float = 0.0,
         cookies: dict[str, str] | None = None,
+        follow: bool = False,
     ) -> None:
         """`clients` send one request after another, each `think` seconds after the last answer
         (0: at once); `sticky` clients send back the cookies they were given, as browsers do,
-        starting with `cookies` (to pin them to one server from their first request)."""
+        starting with `cookies` (to pin them to one server from their first request); an
+        https:// URL is spoken over TLS; `follow`: redirects are followed (to loopback and lab
+        targets only) and each client stays on where they led."""
         host, port, path = check_target(url)
         if not 0 < duration <= 600:
             raise ClusterctlError("load duration is bounded to 600 seconds")
@@ -230,6 +282,8 @@ class Load:
                 sticky,
                 think,
                 cookies,
+                urlsplit(url).scheme == "https",
+                follow,
             )
             for _ in range(clients)
         ]

@@ -87,19 +87,39 @@ def lab_status(name: LabName = "lab", output: OutputFormat = "text") -> None:
         raise typer.Exit(1)
 
 
+def remote_command(args: list[str]) -> list[str]:
+    """The words ssh sends for `-- CMD ARGS...`: each quoted, so the host's shell, which ssh
+    hands the joined line to, gets back exactly these arguments (`-- printf '%s\\n' 'a b'`)."""
+    import shlex
+
+    return [shlex.quote(a) for a in args]
+
+
 @lab_app.command("ssh", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def lab_ssh(
     ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Lab name, as `lab up NAME` made it.")],
     host: Annotated[str, typer.Argument(help="Lab host name (lb1, be2, ...).")],
-    name: Annotated[str, typer.Option("--lab", help="Lab name.")] = "lab",
 ) -> None:
-    """Open a shell on a lab host (or run the command after --), host key checked strictly."""
+    """Open a shell on a lab host, or run the command after -- with its arguments intact:
+    `clusterctl lab ssh lab lb1 -- cat /etc/haproxy/haproxy.cfg`. Host key checked strictly."""
     import os
 
     from clusterctl import lab
 
-    argv = lab.info(name).ssh_argv(host, *ctx.args)
+    argv = lab.info(name).ssh_argv(host, *remote_command(list(ctx.args)))
     os.execvp(argv[0], argv)  # noqa: S606 - an argv list, no shell: ssh takes over the terminal
+
+
+def start_url(url: str, https: bool) -> str:
+    """A lab URL, or its https:// twin on the default port."""
+    if not https:
+        return url
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"https://{f'[{host}]' if ':' in host else host}{parts.path or '/'}"
 
 
 @lab_app.command("load")
@@ -111,8 +131,22 @@ def lab_load(
     vip: Annotated[
         bool, typer.Option("--vip", help="Through the lab's virtual address, not each front end.")
     ] = False,
+    https: Annotated[
+        bool, typer.Option("--https", help="Start on https://ADDRESS/ (port 443), not http://.")
+    ] = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow/--no-follow",
+            help="Follow redirects (a redirect: true service's http -> https) and measure "
+            "where they lead; --no-follow counts the redirects themselves.",
+        ),
+    ] = True,
 ) -> None:
-    """Send bounded steady traffic (GETs and POSTs) through every lab front end; count failures."""
+    """Send bounded steady traffic (GETs and POSTs) through every lab front end; count failures.
+
+    TLS is spoken but its certificate not verified: the lab's hosts are reached by address.
+    """
     from clusterctl import lab
     from clusterctl.lab.vrrp import vip as lab_vip
     from clusterctl.loadgen import load_all
@@ -121,7 +155,8 @@ def lab_load(
     urls = {h.name: h.url for h in info.frontends}
     if vip:
         urls = {"vip": f"http://{lab_vip(info)}/"}
-    reports = load_all(urls, clients=clients, duration=duration, keepalive=keepalive)
+    urls = {n: start_url(u, https) for n, u in urls.items()}
+    reports = load_all(urls, clients=clients, duration=duration, keepalive=keepalive, follow=follow)
     for host, report in reports.items():
         _out(f"{host}: {report.summary()}")
     failed = sum(r.failed for r in reports.values())

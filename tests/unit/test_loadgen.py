@@ -107,7 +107,7 @@ def test_other_addresses_are_refused(url: str) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["http://localhost/", "http://example.com/", "https://127.0.0.1/", "ftp://127.0.0.1/", "x"],
+    ["http://localhost/", "http://example.com/", "https://example.com/", "ftp://127.0.0.1/", "x"],
 )
 def test_names_and_other_schemes_are_refused(url: str) -> None:
     with pytest.raises(ClusterctlError, match="must be"):
