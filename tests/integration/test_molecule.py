@@ -17,7 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = REPO / ".venv" / "bin"
-ALL = ("default", "rollout", "broken-release")
+ALL = ("default", "rollout", "broken-release", "failover")
 
 
 def _scenarios() -> list[str]:
