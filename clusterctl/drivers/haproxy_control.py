@@ -44,12 +44,15 @@ DUMP_STATE = (
 )
 
 
-def socket_command(sock: str, command: str, **kw: object) -> Command:
+def socket_command(
+    sock: str, command: str, retry_while: str = "", retry_for: float = 0.0
+) -> Command:
     return Command(
         ("socat", "-t", "5", "stdio", f"UNIX-CONNECT:{sock}"),
         stdin=(command + "\n").encode(),
         what=command,
-        **kw,  # type: ignore[arg-type]
+        retry_while=retry_while,
+        retry_for=retry_for,
     )
 
 
