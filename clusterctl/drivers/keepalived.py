@@ -13,6 +13,7 @@ import ipaddress
 from typing import TYPE_CHECKING, Any
 
 from clusterctl.drivers.base import Driver, KindPaths
+from clusterctl.model.queries import bracket
 from clusterctl.model.semantics import frontend_services
 from clusterctl.model.vrrp import (
     groups_of,
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from clusterctl.model.vrrp import Group
 
 CONFIG_DIR = "/etc/keepalived"
+# Where a member whose services bind a virtual address itself gets non-local binding, so its
+# proxy can listen on the address while another member holds it (and at boot, by systemd).
+SYSCTL_FILE = "/etc/sysctl.d/60-clusterctl-vrrp.conf"
 PROBE_SCRIPT = f"{CONFIG_DIR}/clusterctl-probe.sh"
 # keepalived writes its JSON dump here (fixed in 2.2.7), on the signal `--signum=JSON` names.
 JSON_DUMP = "/tmp/keepalived.json"  # noqa: S108
@@ -174,9 +178,17 @@ class KeepalivedDriver(Driver):
 
     def support_files(self, inv: Inventory, fe: Frontend) -> dict[str, str]:
         member = member_of(fe.name)
+        out = {}
         if any(g.probe is not None for g in groups_of(inv, member)):
-            return {PROBE_SCRIPT: "keepalived/clusterctl-probe.sh.j2"}
-        return {}
+            out[PROBE_SCRIPT] = "keepalived/clusterctl-probe.sh.j2"
+        if _bound_vips(inv, member):
+            out[SYSCTL_FILE] = "keepalived/nonlocal-bind.conf.j2"
+        return out
+
+    def after_reload(self, fe: Frontend) -> tuple[str, list[str]] | None:
+        # Non-local binding now, not only at the next boot (the file is there only when a
+        # service binds a virtual address; a staging root's copy is never loaded).
+        return '[ -f "$1" ] || exit 0; sysctl -q -p "$1"', [SYSCTL_FILE]
 
     def view(self, inv: Inventory, fe: Frontend, root: str) -> dict[str, Any]:
         member = member_of(fe.name)
@@ -204,9 +216,17 @@ class KeepalivedDriver(Driver):
         return {
             "source": inv.cluster,
             "member": member,
+            "nonlocal": sorted({ipaddress.ip_address(a).version for a in _bound_vips(inv, member)}),
             "groups": groups,
             "probe_script": root + PROBE_SCRIPT,
         }
+
+
+def _bound_vips(inv: Inventory, member: str) -> list[str]:
+    """The virtual addresses of the member's groups that its own services listen on."""
+    proxy = next(f for f in inv.frontends if f.name == member)
+    vips = {str(ipaddress.ip_interface(g.address).ip) for g in groups_of(inv, member)}
+    return sorted({ln.address for s in frontend_services(inv, proxy) for ln in s.listen} & vips)
 
 
 def _advert(ms: int) -> str:
@@ -224,7 +244,7 @@ def _probe_args(inv: Inventory, proxy: Frontend, g: Group) -> str:
         for ln in svc.listen:
             if ln.port == g.probe.port and ln.address not in ("*", vip):
                 address = ln.address
-    host = f"[{address}]" if ":" in address else address
+    host = bracket(address)
     path = g.probe.path if g.probe.scheme != "tcp" else "/"
     return f"{g.probe.scheme} {host} {g.probe.port} {path}"
 

@@ -166,6 +166,9 @@ def reload_and_confirm(
         confirm = driver.confirm_reload(fe)
         if confirm is not None:  # a reload in place (keepalived): no new workers to wait for
             _confirm_in_place(remote, confirm, argv, timeout)
+            hook = driver.after_reload(fe)
+            if hook is not None:
+                check(remote.sh(PATH + hook[0], *hook[1], step="reload"), "after reload")
             return
     started = time.monotonic()
     noted = started

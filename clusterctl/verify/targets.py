@@ -371,8 +371,13 @@ def server_version(host: Any, kind: str) -> str | None:
 
 def expected_files(inv: Inventory, fe: Frontend, version: str | None) -> dict[str, Expected]:
     """What apply would have installed on `fe` for a server of `version`."""
+    from clusterctl.model.vrrp import units
+
     eff = effective_frontend(fe, HostFacts(fe.name, version))
+    files = render_frontend(inv, eff)
+    for unit in units(inv, [fe.name]):  # a VRRP member's keepalived files too
+        files |= render_frontend(inv, unit)
     return {
         path: Expected(path, f.sha256, f.mode, f.owner, f.group, f.secret, f.content)
-        for path, f in render_frontend(inv, eff).items()
+        for path, f in files.items()
     }

@@ -220,3 +220,20 @@ def test_plan_refuses_a_virtual_address_outside_the_members_subnet() -> None:
         "already lb1's own address"
         in plan_host(inv, unit, HostFacts(unit.name, network=owned)).refused[0]
     )
+
+
+def test_a_member_whose_service_binds_the_address_gets_non_local_binding() -> None:
+    from clusterctl.drivers.keepalived import SYSCTL_FILE, KeepalivedDriver
+
+    text = BASE.replace("listen: [{port: 80}]", "listen: [{port: 80, address: 192.0.2.250}]")
+    inv = parse(text + GROUP, "inv.yaml")
+    unit = units(inv)[0]
+    files = render_frontend(inv, unit)
+    assert files[SYSCTL_FILE].content.decode().splitlines()[-1] == "net.ipv4.ip_nonlocal_bind = 1"
+    assert KeepalivedDriver().after_reload(unit) == (
+        '[ -f "$1" ] || exit 0; sysctl -q -p "$1"',
+        [SYSCTL_FILE],
+    )
+    # Listening on every address needs nothing of the kind.
+    plain = parse(BASE + GROUP, "inv.yaml")
+    assert SYSCTL_FILE not in render_frontend(plain, units(plain)[0])
