@@ -42,6 +42,20 @@ Inventory = Annotated[
 ]
 
 
+# apply's: with a saved plan, the plan names its inventory.
+OptionalInventory = Annotated[
+    Path | None,
+    typer.Option(
+        "--inventory",
+        "-i",
+        help="Inventory YAML file (given once); with a saved plan, the one it names.",
+        envvar=INVENTORY_ENV,
+        show_default=False,
+        show_envvar=True,
+    ),
+]
+
+
 def _out(text: str) -> None:
     sys.stdout.write(text + "\n")
 

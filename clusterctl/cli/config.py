@@ -13,7 +13,9 @@ from clusterctl.cli.base import (
     Inventory,
     Limit,
     LockWait,
+    OptionalInventory,
     OutputFormat,
+    _err,
     _frontend_names,
     _limit,
     _out,
@@ -34,6 +36,12 @@ def validate(inventory: Inventory) -> None:
         f"{inventory}: valid ({plural(len(inv.frontends), 'front end')}, "
         f"{plural(len(inv.pools), 'pool')}, {plural(len(inv.services), 'service')})"
     )
+
+
+def _q(path: Path) -> str:
+    import shlex
+
+    return shlex.quote(str(path))
 
 
 RENDER_MANIFEST = ".clusterctl-render"
@@ -135,8 +143,20 @@ def plan(
     steps: Annotated[
         bool, typer.Option("--steps", help="Also list each host's steps: what apply runs there.")
     ] = False,
+    out_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Save the plan to this file; `clusterctl apply FILE` applies exactly it.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Show what apply would change on each front end (a diff per file); changes nothing."""
+    """Show what apply would change on each front end (a diff per file); changes nothing.
+
+    With --out FILE the plan is also saved (no secret in it, private keys by digest), for
+    `clusterctl apply FILE`, which refuses it if any host or the inventory changed since.
+    """
     import json
 
     from clusterctl.execute.runner import make_plan
@@ -155,6 +175,12 @@ def plan(
         for h in the_plan.hosts if steps else ():
             for line in listing(h.host, h.steps, h.rollback):
                 _out(line)
+    if out_file is not None:
+        from clusterctl.saved_plan import write_plan
+
+        targets = _limit(limit, _frontend_names(inv))
+        write_plan(out_file, the_plan, inventory, inv.cluster, targets)
+        _err(f"plan saved to {out_file}; apply exactly it: clusterctl apply {_q(out_file)}")
     if the_plan.failed:
         raise typer.Exit(1)
     if detailed_exitcode and the_plan.changed:
@@ -163,31 +189,60 @@ def plan(
 
 @app.command()
 def apply(
-    inventory: Inventory,
+    plan_file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A plan saved by `clusterctl plan --out FILE`: applied as it is, without a "
+            "question, or refused if anything changed since.",
+            show_default=False,
+        ),
+    ] = None,
+    inventory: OptionalInventory = None,
     limit: Limit = None,
     forks: Forks = 10,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     lock_wait: LockWait = 0.0,
 ) -> None:
-    """Push configs over SSH: validate on the host, swap atomically, reload, probe, or roll back."""
+    """Push configs over SSH: validate on the host, swap atomically, reload, probe, or roll back.
+
+    `apply -i INV` plans, shows the plan and asks; `apply FILE` applies a saved plan (its
+    inventory is the one it names, or -i), refusing it when a host or the inventory changed.
+    """
     from clusterctl.execute.quorum import named
     from clusterctl.execute.runner import cluster_lock, execute_plan, make_plan, select
     from clusterctl.model import load
     from clusterctl.ui import console, plural, print_plan, print_results
 
+    saved = None
+    if plan_file is not None:
+        from clusterctl.saved_plan import read_plan
+
+        saved = read_plan(plan_file)
+        if limit is not None:
+            raise ClusterctlError(f"--limit does not go with a saved plan: {plan_file} has its own")
+        inventory = inventory or saved.inventory
+    elif inventory is None:
+        raise ClusterctlError(
+            "apply needs -i INVENTORY, or a saved plan: clusterctl apply FILE (see: --help)"
+        )
     inv = load(inventory)
-    targets = _limit(limit, _frontend_names(inv))
+    targets = saved.limit if saved is not None else _limit(limit, _frontend_names(inv))
     select(inv, targets)  # unknown names are refused before the lock is taken
     out = console()
-    if not yes and not sys.stdin.isatty():
+    if saved is None and not yes and not sys.stdin.isatty():
         raise ClusterctlError("apply needs confirmation: run it on a terminal or pass --yes")
     with cluster_lock(inv, "apply", lock_wait):
         the_plan = make_plan(inv, targets, forks)
+        if saved is not None:
+            from clusterctl.saved_plan import refuse_if_stale
+
+            refuse_if_stale(saved, the_plan, inv.cluster)  # before anything is printed or done
         print_plan(the_plan, out)
         if not the_plan.changed and not the_plan.failed:
             out.print("nothing to do")
             return
-        if the_plan.changed and not yes and not typer.confirm("Apply these changes?"):
+        ask = saved is None and the_plan.changed and not yes
+        if ask and not typer.confirm("Apply these changes?"):
             raise ClusterctlError("apply cancelled; nothing was changed")
 
         def progress(host: str, step: str) -> None:
