@@ -15,7 +15,7 @@ from typing import Any
 
 import jinja2
 
-from clusterctl.drivers import driver_for
+from clusterctl.drivers import driver_for, features
 from clusterctl.errors import RenderError
 from clusterctl.files import File as File  # re-exported: File, HostFiles and Raw lived here
 from clusterctl.files import HostFiles as HostFiles
@@ -27,7 +27,18 @@ from clusterctl.model.schema import Frontend, Inventory
 # through, rendering stops instead of writing a config with an injected directive.
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029;{}\"'#$<>\\`\s]")
 # Fields that never reach a config file (they go to SSH or the local disk, quoted there).
-_NOT_RENDERED = {"ssh", "reload", "start", "deploy", "certificate", "key", "source", "files", "at"}
+_NOT_RENDERED = {
+    "ssh",
+    "reload",
+    "start",
+    "deploy",
+    "certificate",
+    "key",
+    "page",
+    "source",
+    "files",
+    "at",
+}
 
 
 def assert_renderable(obj: Any, path: str = "") -> None:
@@ -75,6 +86,7 @@ def render_frontend(inv: Inventory, fe: Frontend, root: str = "") -> HostFiles:
     for path, template in driver.support_files(inv, fe).items():
         files[path] = File(environment().get_template(template).render(**view).encode())
     files.update(driver.tls_files(inv, fe))
+    files.update(features.files(inv, fe, driver))
     return dict(sorted(files.items()))
 
 

@@ -117,6 +117,8 @@ class Driver:
     # paths.state_file, hard_stop_after); it has an admin_port (balancer-manager); how a
     # node is drained: by its runtime API, or by re-rendering the config and reloading.
     serves_tcp: ClassVar[bool] = False
+    # It sends its access log to syslog (frontends[].syslog), not to files of its own.
+    logs_to_syslog: ClassVar[bool] = False
     has_admin_socket: ClassVar[bool] = False
     has_admin_port: ClassVar[bool] = False
     drain: ClassVar[Literal["runtime", "rerender"]] = "runtime"
@@ -296,7 +298,9 @@ class Driver:
         for svc in services:
             for pool in service_pools(inv, svc):
                 pools.setdefault(pool.name, pool)
-        return {
+        from clusterctl.drivers import features
+
+        return features.view(inv, fe, self, root) | {
             "fe": fe,
             "source": inv.cluster,
             "version": kind_version(fe),

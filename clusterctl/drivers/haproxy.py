@@ -135,6 +135,7 @@ class HAProxyDriver(Driver):
     reload_quiet = 0.1
     balance = frozenset({"roundrobin", "leastconn", "source", "random", "first"})
     serves_tcp = True
+    logs_to_syslog = True
     has_admin_socket = True
     drain = "runtime"
     control = "admin-socket"

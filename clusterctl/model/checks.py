@@ -190,7 +190,9 @@ def listen_address(value: Any) -> str:
     try:
         return str(ipaddress.ip_address(s))
     except ValueError:
-        raise CheckFailed(f"{s!r} is not an IP address to listen on (use '*' for all)") from None
+        raise CheckFailed(
+            f"{show(s)} is not an IP address to listen on (use '*' for all)"
+        ) from None
 
 
 def integer(lo: int, hi: int) -> Check:

@@ -17,6 +17,7 @@ from clusterctl.errors import InventoryError, Problem
 from clusterctl.model import checks as c
 from clusterctl.model.crossref import close_match, raw_references
 from clusterctl.model.localfiles import read_files, resolve_local
+from clusterctl.model.pages import read_pages
 from clusterctl.model.schema import Inventory, Pos, model_fields
 from clusterctl.model.semantics import check_semantics
 from clusterctl.model.yamlread import Empty, Map, Seq, YAMLRefused, line_col, read
@@ -175,10 +176,11 @@ def parse(text: str, file: str) -> Inventory:
         # References are read from the tree as written, so they come in the same report.
         raise InventoryError(_first(walker.problems + raw_references(doc, file, walker.problems)))
     files, file_problems = read_files(model, Path(file).parent)
-    problems = walker.problems + file_problems + check_semantics(model)
+    pages, page_problems = read_pages(model, Path(file).parent)
+    problems = walker.problems + file_problems + page_problems + check_semantics(model)
     if problems:
         raise InventoryError(_first(problems))
-    return dataclasses.replace(model, files=files, source=file)
+    return dataclasses.replace(model, files=files | pages, source=file)
 
 
 MAX_PROBLEMS = 50

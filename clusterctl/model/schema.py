@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 from clusterctl.model import checks as c
 from clusterctl.model import pathcheck as pc
+from clusterctl.model import proxychecks as px
 
 KINDS = ("haproxy", "nginx", "apache")
 STATES = ("ready", "drain", "maint")
@@ -76,6 +77,17 @@ class Paths:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Metrics:
+    port: int = req(c.PORT, "port of the front end's metrics listener")
+    address: str = opt(c.listen_address, default="127.0.0.1", doc="address it listens on")
+    path: str = opt(c.url_path, default="/metrics", doc="URL path of the metrics")
+    allow: tuple[str, ...] = opt(
+        px.sources, default=px.LOOPBACK_SOURCES, doc="addresses or networks allowed to read them"
+    )
+    at: dict[str, Pos] = meta()
+
+
+@dataclass(frozen=True, kw_only=True)
 class Frontend:
     name: str = req(c.NAME, "host name as clusterctl calls it")
     kind: str = req(c.choice(*KINDS), "haproxy | nginx | apache")
@@ -96,6 +108,10 @@ class Frontend:
     peer_port: int = opt(
         c.PORT, default=10000, doc="HAProxy: 127.0.0.1 port that keeps stick tables over reloads"
     )
+    metrics: Metrics | None = opt(
+        None, doc="metrics listener (HAProxy Prometheus, nginx stub_status, Apache mod_status)"
+    )
+    syslog: str = opt(px.syslog, default="/dev/log", doc="HAProxy: where its logs go")
     at: dict[str, Pos] = meta()
 
 
@@ -149,6 +165,9 @@ class Pool:
         default=False,
         doc="HAProxy tcp pool with a backup: a primary back up takes over again at once",
     )
+    maintenance: bool = opt(
+        c.boolean, default=False, doc="answer every request with the unavailable page (503)"
+    )
     servers: tuple[Server, ...] = many(required=True)
     at: dict[str, Pos] = meta()
 
@@ -184,6 +203,16 @@ class Timeouts:
     connect: int = opt(c.duration, default=5000)
     client: int = opt(c.duration, default=60_000)
     server: int = opt(c.duration, default=60_000)
+    tunnel: int = opt(
+        c.duration, default=3_600_000, doc="HAProxy: idle bound on a WebSocket once upgraded"
+    )
+    at: dict[str, Pos] = meta()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unavailable:
+    page: str | None = opt(pc.local_path, doc="HTML page (local file, UTF-8, at most 8 KiB)")
+    retry_after: int = opt(c.duration, default=30_000, doc="Retry-After sent with the 503")
     at: dict[str, Pos] = meta()
 
 
@@ -198,6 +227,7 @@ class Service:
     timeouts: Timeouts = opt(None, default=Timeouts())
     max_body: int = opt(c.size, default=10 * 1024 * 1024)
     forwarded: bool = opt(c.boolean, default=True)
+    unavailable: Unavailable = opt(None, default=Unavailable())
     at: dict[str, Pos] = meta()
 
 

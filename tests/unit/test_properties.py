@@ -381,6 +381,7 @@ NGINX_ALLOWED = {
     "ssl_protocols", "ssl_ciphers", "ssl_prefer_server_ciphers", "ssl_session_timeout",
     "ssl_session_cache", "ssl_session_tickets", "http2", "location", "proxy_pass", "add_header",
     "worker_rlimit_nofile", "keepalive_min_timeout", "ssl_ecdh_curve", "split_clients",
+    "log_format", "error_page", "internal", "alias", "stub_status", "allow", "deny",
 }  # fmt: skip
 MAP_KEYS = {"", "default", "on", ":", ":on", "*"}
 # Also data in map and split_clients blocks: a sticky cookie's value (.<server>), a share.

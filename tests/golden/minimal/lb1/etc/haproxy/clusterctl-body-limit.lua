@@ -21,8 +21,14 @@ function BodyLimit:start_analyze(txn, chn)
 end
 
 function BodyLimit:http_headers(txn, msg)
-    -- A declared length was already checked: let that body pass at full speed.
-    if not msg:is_resp() and msg:get_headers()["content-length"] ~= nil then
+    -- A declared length was already checked: let that body pass at full speed. A request
+    -- that is all headers (a WebSocket's upgrade among them) has no body to count: a filter
+    -- left on it would count the WebSocket's messages and keep `timeout tunnel` from applying.
+    if msg:is_resp() then
+        return filter.CONTINUE
+    end
+    local h = msg:get_headers()
+    if h["content-length"] ~= nil or msg:eom() or (h["upgrade"] ~= nil and h["transfer-encoding"] == nil) then
         filter.unregister_data_filter(self, txn.req)
     end
     return filter.CONTINUE
