@@ -182,7 +182,7 @@ def test_port_clash_between_services() -> None:
     ]
 
 
-def test_old_nginx_cannot_mix_sticky_and_backup() -> None:
+def test_nginx_1_22_mixes_sticky_and_backup_through_its_lua_balancer() -> None:
     text = (
         BASE.replace("kind: haproxy", "kind: nginx")
         .replace("    servers:", "    sticky: {cookie: SRV}\n    servers:")
@@ -191,8 +191,10 @@ def test_old_nginx_cannot_mix_sticky_and_backup() -> None:
             "port: 8080}\n      - {name: web2, address: 192.0.2.22, port: 8080, backup: true}",
         )
     )
-    out = problems(text)
-    assert len(out) == 1 and "cannot combine backup servers with sticky sessions" in out[0]
+    # The Lua balancer (libnginx-mod-http-lua) pins and falls back to backups by itself; a host
+    # without it is refused at plan (tests/unit/test_nginx_lua_unit.py).
+    inv = parse(textwrap.dedent(text), "inv.yaml")
+    assert [s.backup for s in inv.pools[0].servers] == [False, True]
     ok = text.replace("address: 192.0.2.10}", "address: 192.0.2.10, version: '1.29.6'}")
     assert parse(ok, "inv.yaml").frontends[0].version == "1.29.6"
 
