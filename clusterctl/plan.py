@@ -135,6 +135,9 @@ def secret_digest(data: bytes) -> str:
 
 def effective_frontend(fe: Frontend, facts: HostFacts | None) -> Frontend:
     """Render for the version the host runs when the inventory names none."""
+    if facts is not None and facts.present is not None:
+        # And for the modules the host has (nginx's Lua balancer, when it is installed).
+        fe = dataclasses.replace(fe, present=facts.present)
     if fe.version is None and facts is not None and facts.version:
         return dataclasses.replace(fe, version=facts.version)
     return fe

@@ -113,6 +113,11 @@ class Frontend:
     )
     syslog: str = opt(px.syslog, default="/dev/log", doc="HAProxy: where its logs go")
     at: dict[str, Pos] = meta()
+    # Not in the inventory: of the driver's probe files (a module it can load), those the host
+    # has, from its facts (None: not gathered). plan.effective_frontend fills it in.
+    present: tuple[str, ...] | None = field(
+        default=None, compare=False, repr=False, metadata={"internal": True}
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,6 +11,7 @@ The HAProxy CSV and the balancer-manager pages in tests/unit/data/admin were cap
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import urllib.parse
 from pathlib import Path
@@ -217,7 +218,8 @@ services:
 
 def nginx_conf(states: dict[str, str]) -> tuple[bytes, Inventory, Frontend]:
     inv = parse(NGINX_INV, "inventory.yaml")
-    fe = inv.frontends[0]
+    # A host without the Lua module (its facts found none of it): drains re-render there.
+    fe = dataclasses.replace(inv.frontends[0], present=())
     files = render_frontend(with_states(inv, states), fe)
     conf = next(f.content for p, f in files.items() if p.endswith("nginx.conf"))
     return conf, inv, fe
@@ -307,7 +309,7 @@ def _facts_of(inv: Inventory, fe: Frontend, states: dict[str, str]) -> HostFacts
         )
         for p, f in files.items()
     }
-    return HostFacts("lb2", "1.22.1", files=live)
+    return HostFacts("lb2", "1.22.1", files=live, present=fe.present)
 
 
 def test_an_nginx_drain_takes_the_live_config_not_unreviewed_changes() -> None:

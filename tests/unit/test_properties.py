@@ -18,6 +18,7 @@ than the servers do, a strict xfail below pins the gap (and the strategy avoids 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import re
 import shlex
@@ -382,7 +383,19 @@ NGINX_ALLOWED = {
     "ssl_session_cache", "ssl_session_tickets", "http2", "location", "proxy_pass", "add_header",
     "worker_rlimit_nofile", "keepalive_min_timeout", "ssl_ecdh_curve", "split_clients",
     "log_format", "error_page", "internal", "alias", "stub_status", "allow", "deny",
+    # nginx's Lua balancer (drivers/nginx_lua.py): its code is clusterctl's, its data the model's.
+    "load_module", "lua_shared_dict", "init_by_lua_block", "header_filter_by_lua_block",
+    "log_by_lua_block", "balancer_by_lua_block", "content_by_lua_block", "client_body_buffer_size",
 }  # fmt: skip
+# One pool, one member, in the member list nginx.conf's init_by_lua_block carries.
+LUA_POOL = re.compile(
+    r'\{ name = "([^"]*)", balance = "([^"]*)", sticky = "([^"]*)", max_fails = (\d+), '
+    r"fail_timeout = (\d+), servers = \{\n((?:.*\n)*?) *\} \},"
+)
+LUA_MEMBER = re.compile(
+    r'\{ name = "([^"]*)", address = "([^"]*)", port = (\d+), weight = (\d+), '
+    r'state = "([^"]*)", backup = (true|false) \},'
+)
 MAP_KEYS = {"", "default", "on", ":", ":on", "*"}
 # Also data in map and split_clients blocks: a sticky cookie's value (.<server>), a share.
 MAP_KEY_PATTERN = re.compile(r"\.[A-Za-z0-9._-]+|[0-9]+\.[0-9]{2}%")
@@ -472,12 +485,25 @@ def probes(svc: dict[str, Any]) -> list[tuple[str | None, str]]:
     return [(h, p) for h in dict.fromkeys(hosts) for p in dict.fromkeys(paths)]
 
 
+def lua_members(body: list[dict[str, Any]]) -> dict[str, tuple[tuple[str, ...], list[Any]]]:
+    """Each pool in the Lua balancer's member list: its settings and its members."""
+    (init,) = find(body, "init_by_lua_block")
+    return {
+        m[1]: (m.groups()[1:5], [s.groups() for s in LUA_MEMBER.finditer(m[6])])
+        for m in LUA_POOL.finditer(init["args"][0])
+    }
+
+
 @settings(max_examples=50, phases=NO_SHRINK)
-@given(doc=inventories(kinds=("nginx",)))
-def test_nginx_config_holds_exactly_the_model(doc: dict[str, Any], workdir: Path) -> None:
+@given(doc=inventories(kinds=("nginx",)), lua=st.booleans())
+def test_nginx_config_holds_exactly_the_model(
+    doc: dict[str, Any], lua: bool, workdir: Path
+) -> None:
     inv = load_doc(doc, workdir)
     (fe,) = inv.frontends
-    new_nginx = not _older(fe.version, "nginx", STICKY_NGINX)
+    if not lua:  # a host without the Lua module (its facts found none): upstream blocks
+        fe = dataclasses.replace(fe, present=())
+    new_nginx = not _older(fe.version, "nginx", STICKY_NGINX) and not lua
     text = render_frontend(inv, fe)[fe.paths.config or "/etc/nginx/nginx.conf"].content.decode()
     tree = nginx_tree(text)
 
@@ -499,6 +525,34 @@ def test_nginx_config_holds_exactly_the_model(doc: dict[str, Any], workdir: Path
     assert len(find(body, "upstream")) == len(all_upstreams)
     upstreams = {k: v for k, v in all_upstreams.items() if "~" not in k}
     assert set(upstreams) == used
+    if lua:
+        # Each upstream is the balancer over its pool's members, which the member list holds
+        # exactly as the model has them.
+        members = lua_members(body)
+        assert set(members) == used
+        for name, block in upstreams.items():
+            pool = pools[name]
+            assert [d["args"] for d in find(block, "server")] == [["0.0.0.1"]]
+            (bal,) = find(block, "balancer_by_lua_block")
+            assert bal["args"][0].strip() == f'require("clusterctl").balance("{name}")'
+            settings_, got_members = members[name]
+            assert settings_[:2] == (
+                pool.get("balance", "roundrobin"),
+                pool["sticky"]["cookie"] if "sticky" in pool else "",
+            )
+            want = [
+                (
+                    str(s["name"]),
+                    str(s["address"]).lower().rstrip("."),
+                    str(s["port"]),
+                    str(s.get("weight", 1)),
+                    s.get("state", "ready"),
+                    "true" if s.get("backup") else "false",
+                )
+                for s in pool["servers"]
+            ]
+            assert [tuple(g) for g in got_members] == want
+        upstreams = {}
     for name, block in upstreams.items():
         pool = pools[name]
         got = find(block, "server")
