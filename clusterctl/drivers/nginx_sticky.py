@@ -1,4 +1,6 @@
-"""Sticky sessions on nginx before 1.29.6, in the cookie format HAProxy and Apache share.
+"""Sticky sessions on nginx before 1.29.6 without the Lua balancer (a host that lacks
+libnginx-mod-http-lua; with it, nginx_lua.py pins by the same cookie), in the cookie format
+HAProxy and Apache share.
 
 Every kind pins a client with the cookie `<name>=.<server>`: Apache's stickysession reads
 the route after the first dot, HAProxy matches the value it gave the server. Open-source
