@@ -43,16 +43,46 @@ _NOT_RENDERED = {
 
 def assert_renderable(obj: Any, path: str = "") -> None:
     """Walk the model; any text value that could break out of a directive is a bug: stop."""
+    if _clean(obj):
+        return
+    _refuse_unsafe(obj, path)
+
+
+@cache
+def _rendered_fields(cls: type) -> tuple[str, ...]:
+    if not dataclasses.is_dataclass(cls):
+        return ()
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in _NOT_RENDERED)
+
+
+def _clean(obj: Any) -> bool:
+    """The walk without building paths (a model holds a value per server field): only when it
+    finds something does _refuse_unsafe walk again to name it."""
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        if isinstance(o, str):
+            if _UNSAFE.search(o):
+                return False
+        elif isinstance(o, tuple):
+            stack.extend(o)
+        else:
+            for name in _rendered_fields(o.__class__):
+                stack.append(getattr(o, name))
+    return True
+
+
+def _refuse_unsafe(obj: Any, path: str) -> None:
     if isinstance(obj, str):
         if _UNSAFE.search(obj):
             raise RenderError(f"refusing to render {path}={obj!r}: a validator let it through")
     elif isinstance(obj, tuple):
         for i, item in enumerate(obj):
-            assert_renderable(item, f"{path}[{i}]")
+            _refuse_unsafe(item, f"{path}[{i}]")
     elif dataclasses.is_dataclass(obj):
         for f in dataclasses.fields(obj):
             if f.name not in _NOT_RENDERED:
-                assert_renderable(getattr(obj, f.name), f"{path}.{f.name}".lstrip("."))
+                _refuse_unsafe(getattr(obj, f.name), f"{path}.{f.name}".lstrip("."))
 
 
 def templates_dir() -> Path:
@@ -72,13 +102,18 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        auto_reload=False,  # each template is compiled once per process, never stat'ed again
         autoescape=False,  # noqa: S701 - configs, not HTML; values are validated instead
     )
 
 
 def render_frontend(inv: Inventory, fe: Frontend, root: str = "") -> HostFiles:
     """Every file clusterctl installs on `fe`, keyed by its real path on the host."""
-    assert_renderable(inv)
+    # Once per inventory, not per front end (a frozen model stays renderable): held by
+    # identity with a strong reference, so the id of the one checked cannot be reused.
+    if _checked[0] is not inv:
+        assert_renderable(inv)
+        _checked[0] = inv
     driver = driver_for(fe.kind)
     view = driver.view(inv, fe, root)
     text = environment().get_template(driver.template).render(**view)
@@ -88,6 +123,9 @@ def render_frontend(inv: Inventory, fe: Frontend, root: str = "") -> HostFiles:
     files.update(driver.tls_files(inv, fe))
     files.update(features.files(inv, fe, driver))
     return dict(sorted(files.items()))
+
+
+_checked: list[Any] = [None]
 
 
 def render(inv: Inventory) -> dict[str, HostFiles]:

@@ -215,12 +215,14 @@ class HAProxyDriver(Driver):
             )
             for svc in v["services"]
         }
-        v["pool_mode"] = {
-            p.name: svc.mode
-            for svc in v["services"]
-            for p in v["pools"]
-            if p.name == svc.default_pool or any(r.pool == p.name for r in svc.routes)
-        }
+        # Each pool's mode, the last service using it deciding; by name look-ups, not a scan of
+        # every pool for every service and route (quadratic in a large inventory).
+        names = {p.name for p in v["pools"]}
+        v["pool_mode"] = {}
+        for svc in v["services"]:
+            used = names.intersection([svc.default_pool, *(r.pool for r in svc.routes)])
+            for name in sorted(used):  # in v["pools"] order (sorted by name), as before
+                v["pool_mode"][name] = svc.mode
         # tcp pools with a backup and no failback: one server at a time, by a stick table.
         v["pinned_pools"] = [
             p.name
