@@ -138,6 +138,18 @@ def test_the_rendered_lua_config_and_the_fallback_pass_nginx_t(lab: Lab) -> None
     assert result.ok, result.output
 
 
+def test_only_root_reaches_the_control_socket(lab: Lab) -> None:
+    folder = Path(lab.sock).parent
+    st = folder.stat()
+    assert (st.st_mode & 0o777, st.st_uid) == (0o700, 0)  # nginx's master made it root-only
+    (read,) = driver_for("nginx").read_commands(load(lab.inv_path).frontends[0])
+    argv = [lab.sock if a == nl.SOCKET else a for a in read.argv]
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+    res = subprocess.run(nobody, capture_output=True, text=True, timeout=10, check=False)
+    assert res.returncode != 0 and "pools" not in res.stdout, res
+    assert '"pools"' in lab.run(read)  # root is answered
+
+
 def test_fresh_clients_spread_over_the_primaries_and_are_told_their_server(lab: Lab) -> None:
     seen = {}
     for _ in range(30):
@@ -375,6 +387,9 @@ def test_lab_status_shows_real_sessions_and_health(rig: LabRig) -> None:
     assert run.rc == 0, run
     for node in ("be1", "be2", "be3"):
         assert f"{rig.fe} app/{node}: ready, health up, 0 sessions" in run.out, run
+    # On the host as on any: the socket's folder is root's alone (0700), the socket is there.
+    where = rig.lab.ssh(rig.fe, f"stat -c '%a %U' {nl.SOCKET_DIR}; test -S {nl.SOCKET}")
+    assert where.out.split() == ["700", "root"], where
 
 
 @LAB_TEST
