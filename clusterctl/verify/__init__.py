@@ -92,6 +92,7 @@ class VerifyReport:
         tallies: dict[str, HostTally] = {}
         for c in self.checks:
             t = tallies.setdefault(c.host, HostTally(role=c.role))
+            t.release = c.release or t.release
             if c.outcome == "passed":
                 t.passed += 1
             elif c.outcome == "skipped":

@@ -49,6 +49,7 @@ class Check:
     check: str
     outcome: str  # passed | failed | skipped
     message: str = ""
+    release: str = ""  # the release a backend check found it serving
 
 
 def _why(report: pytest.TestReport) -> str:
@@ -88,7 +89,8 @@ class Tally:
         else:
             return  # a teardown failing after the call failed: one line per check
         message = "" if report.outcome == "passed" else _why(report)
-        self.checks.append(Check(str(host), tally.role, test, report.outcome, message))
+        release = str(props.get(RELEASE_PROPERTY, ""))
+        self.checks.append(Check(str(host), tally.role, test, report.outcome, message, release))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         target = os.environ.get(ENV_REPORT)

@@ -185,7 +185,7 @@ CHECKS = [
         "failed",
         "lb2: /etc/nginx/nginx.conf: content differs from the rendered file\n-# by hand",
     ),
-    Check("be1", "backend", "test_backend_health_and_release[be1]", "passed"),
+    Check("be1", "backend", "test_backend_health_and_release[be1]", "passed", "", "1.0.0"),
 ]
 
 
@@ -194,6 +194,7 @@ def test_verify_summary_is_a_line_per_host_then_failures_then_totals() -> None:
     assert lines[0].startswith("lb1 ") and " ok " in lines[0] and "2 passed" in lines[0]
     assert lines[1].startswith("lb2 ") and "FAILED" in lines[1]
     assert lines[2].startswith("be1 ")  # backends after the front ends
+    assert lines[2].endswith("1 passed; release 1.0.0")
     assert lines[3:] == [
         "FAILED lb2 test_installed_file[lb2:/etc/nginx/nginx.conf]: lb2: /etc/nginx/nginx.conf: "
         "content differs from the rendered file",
@@ -229,4 +230,5 @@ def test_verify_plugin_hands_back_each_check_and_pytest_says_nothing(tmp_path: P
         "check": "test_bad",
         "outcome": "failed",
         "message": "lb2: /etc/x: mode 0644, expected 0600",
+        "release": "",
     }
