@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from clusterctl.drivers import driver_for
 from clusterctl.facts import manifest_path, pending_path
+from clusterctl.model.queries import bracket
 from clusterctl.model.schema import Frontend, Inventory
 from clusterctl.model.semantics import frontend_services
 from clusterctl.plan_steps import (
@@ -63,7 +64,7 @@ def probes(inv: Inventory, fe: Frontend) -> list[Step]:
     for svc in frontend_services(inv, fe):
         for ln in svc.listen:
             address = "127.0.0.1" if ln.address == "*" else ln.address
-            host = f"[{address}]" if ":" in address else address
+            host = bracket(address)
             scheme: Scheme = "tcp" if svc.mode == "tcp" else ("https" if ln.tls else "http")
             out.append(Probe(scheme=scheme, address=host, port=ln.port))
     return out

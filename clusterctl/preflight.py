@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from clusterctl.facts import Network, Socket
+from clusterctl.model.queries import host_port
 
 _BIND_RX = {
     "haproxy": re.compile(r"^\s*bind\s+(\S+)", re.M),
@@ -33,7 +34,7 @@ class Bind:
 
     def __str__(self) -> str:
         host = "0.0.0.0" if self.address == WILDCARD else self.address  # noqa: S104
-        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        return host_port(host, self.port)
 
 
 def _split(spec: str) -> Bind | None:

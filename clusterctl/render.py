@@ -20,8 +20,8 @@ from clusterctl.errors import RenderError
 from clusterctl.files import File as File  # re-exported: File, HostFiles and Raw lived here
 from clusterctl.files import HostFiles as HostFiles
 from clusterctl.files import Raw as Raw
+from clusterctl.model.queries import bracket, host_port
 from clusterctl.model.schema import Frontend, Inventory
-
 
 # Defence in depth: validators should already refuse these, but if one ever lets such a value
 # through, rendering stops instead of writing a config with an injected directive.
@@ -96,7 +96,7 @@ def templates_dir() -> Path:
 
 @cache
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -105,6 +105,10 @@ def environment() -> jinja2.Environment:
         auto_reload=False,  # each template is compiled once per process, never stat'ed again
         autoescape=False,  # noqa: S701 - configs, not HTML; values are validated instead
     )
+    # The one formatter (model/queries.py): `address | bracket`, `address | hostport(port)`.
+    env.filters["bracket"] = bracket
+    env.filters["hostport"] = host_port
+    return env
 
 
 def render_frontend(inv: Inventory, fe: Frontend, root: str = "") -> HostFiles:

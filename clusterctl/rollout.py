@@ -16,13 +16,13 @@ import shlex
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from clusterctl.errors import ClusterctlError, RolloutFailed, SSHError
 from clusterctl.execute import records
 from clusterctl.execute.apply import StepFailed
 from clusterctl.execute.deploy import check_version, private_check, probe_node, run_deploy
+from clusterctl.model.queries import base_dir
 from clusterctl.model.schema import Inventory, Server
 from clusterctl.orchestrate.batches import (
     FloorError,
@@ -185,7 +185,7 @@ def upgrade_node(cluster: Cluster, server: Server, opts: Options, emit: Emit) ->
     step = "deploy"
     try:
         emit(Event(name, "deploy", "start", 0.0))
-        times.deploy = run_deploy(node, inv.deploy, opts.version, server, _base(inv))
+        times.deploy = run_deploy(node, inv.deploy, opts.version, server, base_dir(inv))
         emit(Event(name, "deploy", "ok", times.deploy))
         step = "check"
         t_check = time.monotonic()
@@ -201,7 +201,7 @@ def upgrade_node(cluster: Cluster, server: Server, opts: Options, emit: Emit) ->
                 # A lost session is not retried blindly: the rollback starts on a new one.
                 if _lost(exc):
                     node = cluster.reconnect(name)
-                run_deploy(node, inv.deploy, previous, server, _base(inv))
+                run_deploy(node, inv.deploy, previous, server, base_dir(inv))
                 private_check(node, inv.deploy, previous, server)
                 # The old release answers again: the clients pinned to it may come back.
                 cluster.set_state(name, "drain")
@@ -218,11 +218,6 @@ def upgrade_node(cluster: Cluster, server: Server, opts: Options, emit: Emit) ->
     times.total = time.monotonic() - t0
     emit(Event(name, "done", "ok", times.total))
     return times
-
-
-def _base(inv: Inventory) -> Path:
-    """The inventory's folder: relative artifact paths start there."""
-    return Path(inv.source).parent if inv.source else Path.cwd()
 
 
 def _gate(cluster: Cluster, opts: Options, batch: list[Server]) -> None:

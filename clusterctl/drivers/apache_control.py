@@ -27,6 +27,7 @@ from clusterctl.drivers.control import (
     ServerView,
     ViewState,
 )
+from clusterctl.model.queries import host_port
 
 ALL: frozenset[ChangeKind] = frozenset({"state", "weight", "add", "remove"})
 # Free member slots each balancer reserves for members added at run time (ProxySet growth).
@@ -157,8 +158,7 @@ def change_commands(
         url = live.tokens.get(f"url:{ch.pool}/{ch.server}")
         base = {"b": ch.pool, "nonce": nonce}
         if ch.kind == "add":
-            host = f"[{ch.address}]" if ":" in ch.address else ch.address
-            new = f"http://{host}:{ch.port}"
+            new = f"http://{host_port(ch.address, ch.port)}"
             if url is None:  # a member removed earlier is still there, disabled: reuse it
                 if int(live.tokens.get(f"free:{ch.pool}", "0")) < 1:
                     raise ControlRefused(f"balancer {ch.pool} has no free member slot left")

@@ -25,6 +25,7 @@ from clusterctl.drivers.control import (
     ServerView,
     ViewState,
 )
+from clusterctl.model.queries import host_port
 
 ALL: frozenset[ChangeKind] = frozenset({"state", "weight", "add", "remove"})
 # Algorithms whose weights change at run time and whose backends take `add server`
@@ -107,9 +108,9 @@ def change_commands(sock: str, changes: list[Change]) -> list[Command]:
         elif ch.kind == "weight":
             out.append(socket_command(sock, f"set server {ps} weight {ch.weight}"))
         elif ch.kind == "add":
-            host = f"[{ch.address}]" if ":" in ch.address else ch.address
             opts = " ".join((*ch.options, "weight", str(ch.weight or 0)))
-            out.append(socket_command(sock, f"add server {ps} {host}:{ch.port} {opts}"))
+            where = host_port(ch.address, ch.port)
+            out.append(socket_command(sock, f"add server {ps} {where} {opts}"))
             # A new server starts in maintenance with its check off.
             if "check" in ch.options:
                 out.append(socket_command(sock, f"enable health {ps}"))

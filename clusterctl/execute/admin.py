@@ -33,6 +33,7 @@ from clusterctl.execute.apply import apply_host
 from clusterctl.execute.gather import gather
 from clusterctl.execute.ssh import Remote
 from clusterctl.facts import HostFacts, LiveFile
+from clusterctl.model.queries import host_port
 from clusterctl.model.schema import Frontend, Inventory
 from clusterctl.plan import plan_host
 from clusterctl.render import render_frontend
@@ -71,8 +72,7 @@ def with_states(inv: Inventory, states: dict[str, str]) -> Inventory:
 
 
 def _nginx_marker(address: str, port: int) -> bytes:
-    host = f"[{address}]" if ":" in address else address
-    return f"server {host}:{port} ".encode()
+    return f"server {host_port(address, port)} ".encode()
 
 
 def nginx_live_states(inv: Inventory, fe: Frontend, conf: bytes | None) -> dict[str, str]:

@@ -19,26 +19,16 @@ from clusterctl.drivers.apache_control import (
 from clusterctl.drivers.control import Change, Command, ControlRefused, Live, ServerView
 from clusterctl.drivers.haproxy_control import parse_haproxy_stat
 from clusterctl.execute.ssh import Remote
-from clusterctl.model.schema import Frontend, Inventory, Pool
-from clusterctl.model.semantics import frontend_services, service_pools
+from clusterctl.model.queries import frontend_pools
+from clusterctl.model.queries import node_pools as node_pools
+from clusterctl.model.schema import Frontend
 
 __all__ = ["ApacheWorker", "ServerView", "apache_view", "parse_balancer_manager"]
 __all__ += ["parse_haproxy_stat"]
 
 # One exception for what a front end's runtime interface refuses or cannot answer.
 AdminError = ControlRefused
-
-
-def pools_of(inv: Inventory, fe: Frontend) -> list[Pool]:
-    seen: dict[str, Pool] = {}
-    for svc in frontend_services(inv, fe):
-        for pool in service_pools(inv, svc):
-            seen.setdefault(pool.name, pool)
-    return list(seen.values())
-
-
-def node_pools(inv: Inventory, fe: Frontend, node: str) -> list[Pool]:
-    return [p for p in pools_of(inv, fe) if any(s.name == node for s in p.servers)]
+pools_of = frontend_pools  # the old name; model/queries.py answers it
 
 
 _RETRY_EVERY = 0.5

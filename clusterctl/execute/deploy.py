@@ -9,6 +9,7 @@ from pathlib import Path
 from clusterctl.errors import ClusterctlError
 from clusterctl.execute.apply import StepFailed
 from clusterctl.execute.ssh import Remote, Result, SSHError
+from clusterctl.model.queries import host_port
 from clusterctl.model.schema import Deploy, Server
 
 VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
@@ -115,8 +116,8 @@ def deploy_release(
 
 
 def health_url(deploy: Deploy, server: Server) -> str:
-    host = f"[{server.address}]" if ":" in server.address else server.address
-    return f"http://{host}:{deploy.health.port or server.port}{deploy.health.path}"
+    where = host_port(server.address, deploy.health.port or server.port)
+    return f"http://{where}{deploy.health.path}"
 
 
 def probe_node(remote: Remote, deploy: Deploy, server: Server) -> tuple[int, str | None]:

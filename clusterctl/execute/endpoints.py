@@ -10,6 +10,7 @@ import paramiko
 from clusterctl.execute.ssh import Endpoint, SSHError
 from clusterctl.model.checks import CheckFailed, split_jump
 from clusterctl.model.localfiles import resolve_local
+from clusterctl.model.queries import base_dir
 from clusterctl.model.schema import SSH, Inventory
 
 
@@ -69,7 +70,7 @@ def endpoint(
     ssh_config: Path | None = None,
 ) -> Endpoint:
     """The endpoint of one host; local paths in the inventory are relative to its folder."""
-    base = Path(inv.source).parent if inv.source else Path.cwd()
+    base = base_dir(inv)
     conf = _ssh_config(address, ssh_config)
     merged = {**conf, **_merge(inv.defaults.ssh, own)}
 

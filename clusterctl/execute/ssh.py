@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import paramiko
 
 from clusterctl.errors import SSHError as SSHError
+from clusterctl.model.queries import host_port
 
 if TYPE_CHECKING:
     from clusterctl.execute.sudo import Sudo
@@ -106,6 +107,8 @@ def _known_hosts_file(ep: Endpoint) -> Path:
 
 
 def _host_key_name(ep: Endpoint) -> str:
+    # known_hosts' own form, not host_port: any address on a port other than 22 is bracketed,
+    # an IPv4 one too ("[192.0.2.1]:2222"), and an IPv6 one on port 22 is not.
     return ep.address if ep.port == 22 else f"[{ep.address}]:{ep.port}"
 
 
@@ -136,7 +139,7 @@ class Remote:
                 jump_client.close()
                 raise SSHError(
                     f"{ep.name}: jump host {ep.jump.address} cannot reach "
-                    f"{ep.address}:{ep.port}: {exc}"
+                    f"{host_port(ep.address, ep.port)}: {exc}"
                 ) from None
         try:
             client = _open_client(ep, sock)
@@ -281,10 +284,12 @@ def _open_client(ep: Endpoint, sock: Any) -> paramiko.SSHClient:
                 f"ssh-keyscan -p {ep.port} {shlex.quote(ep.address)} >> {shlex.quote(str(known))}"
             ) from None
         raise SSHError(
-            f"{ep.name}: SSH to {ep.user}@{ep.address}:{ep.port} failed: {exc}"
+            f"{ep.name}: SSH to {ep.user}@{host_port(ep.address, ep.port)} failed: {exc}"
         ) from None
     except (TimeoutError, OSError) as exc:
-        raise SSHError(f"{ep.name}: cannot reach {ep.address}:{ep.port}: {why_not(exc)}") from None
+        raise SSHError(
+            f"{ep.name}: cannot reach {host_port(ep.address, ep.port)}: {why_not(exc)}"
+        ) from None
     return client
 
 

@@ -14,6 +14,7 @@ from clusterctl.lab.naming import Naming
 from clusterctl.lab.state import State
 from clusterctl.lab.system import SYS_PATH, disable_ipv6, ns_inode, python_path, run, write_file
 from clusterctl.lab.types import LabHost
+from clusterctl.model.queries import host_port
 
 FRONTEND_BASE = 11
 BACKEND_BASE = 101
@@ -56,7 +57,7 @@ def plan_hosts(naming: Naming, backends: int, frontends: list[str]) -> list[LabH
                 "backend",
                 "app",
                 address,
-                f"http://{address}:{APP_PORT}/",
+                f"http://{host_port(address, APP_PORT)}/",
                 naming.netns(f"be{i}"),
             )
         )

@@ -17,6 +17,7 @@ from clusterctl.lab.naming import Naming
 from clusterctl.lab.state import State
 from clusterctl.lab.system import ns_inode, proc_alive, reap, run
 from clusterctl.lab.types import LabError, LabHost
+from clusterctl.model.queries import host_port
 
 READY_TIMEOUT = 30.0
 
@@ -33,7 +34,7 @@ def ssh_banner(address: str, port: int = 22, timeout: float = 1.0) -> str | None
 
 
 def http_health(address: str, port: int, timeout: float = 1.0) -> tuple[int, str]:
-    url = f"http://{address}:{port}/health"
+    url = f"http://{host_port(address, port)}/health"
     req = urllib.request.Request(url, headers={"Connection": "close"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (http only)

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from clusterctl.model.checks import CheckFailed, _plain_text, show
+from clusterctl.model.queries import host_port
 
 # Loopback only: a metrics listener tells anyone who can reach it how busy every pool is.
 LOOPBACK_SOURCES = ("127.0.0.0/8", "::1/128")
@@ -59,7 +60,7 @@ def syslog(value: Any) -> str:
             ip = None
         port = int(m.group(3))
         if ip is not None and (ip.version == 6) == bool(m.group(1)) and 1 <= port <= 65535:
-            return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+            return host_port(str(ip), port)
     raise CheckFailed(
         f"{show(s)} is not a syslog target: a Unix socket path (/dev/log) or an IP and a UDP "
         "port (127.0.0.1:514, [::1]:514)"

@@ -7,7 +7,12 @@ from typing import Any
 
 from clusterctl.errors import Problem
 from clusterctl.model.pathcheck import under
-from clusterctl.model.schema import Frontend, Inventory, Pool, Service
+
+# Re-exported: these queries lived here, and drivers, plan and execute import them from here.
+from clusterctl.model.queries import frontend_services as frontend_services
+from clusterctl.model.queries import pool_index as pool_index
+from clusterctl.model.queries import service_pools as service_pools
+from clusterctl.model.schema import Frontend, Inventory, Service
 from clusterctl.model.versions import parse_version
 from clusterctl.model.vrrp import check_vrrp
 
@@ -46,18 +51,6 @@ def _duplicates(
             f"{where}[{i}].{attr}",
             f"duplicate {attr} {value!r} (first at [{first}]{note})",
         )
-
-
-def frontend_services(inv: Inventory, fe: Frontend) -> tuple[Service, ...]:
-    if fe.services is None:
-        return inv.services
-    return tuple(s for s in inv.services if s.name in fe.services)
-
-
-def service_pools(inv: Inventory, svc: Service) -> list[Pool]:
-    by_name = {p.name: p for p in inv.pools}
-    names = [svc.default_pool] + [r.pool for r in svc.routes]
-    return [by_name[n] for n in dict.fromkeys(names) if n in by_name]
 
 
 def check_semantics(inv: Inventory) -> list[Problem]:

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from clusterctl.errors import ClusterctlError
 from clusterctl.errors import FloorError as FloorError
+from clusterctl.model.queries import find_server as find_server
+from clusterctl.model.queries import rollout_pools as rollout_pools
 from clusterctl.model.schema import Inventory, Pool, Server
-from clusterctl.model.semantics import service_pools
 from clusterctl.ui import plural
 
 # node -> why it is out of service now ("maint on lb1", "drain in the inventory")
@@ -33,39 +34,6 @@ class Options:
     nodes: list[str] | None = None  # only these nodes (of the pools above); None: all
     force: bool = False  # deploy even on nodes that serve the version already
     skip: frozenset[str] = frozenset()  # nodes found serving the version already
-
-
-def find_server(inv: Inventory, name: str) -> Server:
-    for p in inv.pools:
-        for s in p.servers:
-            if s.name == name:
-                return s
-    known = sorted({s.name for p in inv.pools for s in p.servers})
-    raise ClusterctlError(f"no backend server named {name!r} (known: {', '.join(known)})")
-
-
-def rollout_pools(inv: Inventory, names: list[str] | None) -> list[Pool]:
-    """The pools whose nodes a rollout upgrades: named ones, or those behind http services."""
-    if names is not None:
-        known = {p.name: p for p in inv.pools}
-        wanted = [n.strip() for n in names if n.strip()]
-        if not wanted:
-            raise ClusterctlError(
-                f"--pool names nothing; name one or more of: {', '.join(sorted(known))}"
-            )
-        missing = [n for n in wanted if n not in known]
-        if missing:
-            raise ClusterctlError(
-                f"--pool names unknown {'pool' if len(missing) == 1 else 'pools'} {', '.join(missing)} "
-                f"(known: {', '.join(sorted(known))})"
-            )
-        return [known[n] for n in wanted]
-    seen: dict[str, Pool] = {}
-    for svc in inv.services:
-        if svc.mode == "http":
-            for p in service_pools(inv, svc):
-                seen.setdefault(p.name, p)
-    return list(seen.values())
 
 
 def selected_nodes(nodes: Mapping[str, Server], wanted: list[str]) -> list[str]:

@@ -20,6 +20,7 @@ import pytest
 from clusterctl.drivers import driver_for
 from clusterctl.errors import ClusterctlError
 from clusterctl.facts import manifest_path
+from clusterctl.model.queries import host_port
 from clusterctl.plan import prunable
 from clusterctl.verify.plugin import HOST_PROPERTY, RELEASE_PROPERTY, ROLE_PROPERTY
 from clusterctl.verify.probes import http_probe, listening, tcp_connect
@@ -177,7 +178,7 @@ def test_frontend_listening(frontend: str, conn: Connections) -> None:
         sockets = conn.frontend(frontend).socket.get_listening_sockets()
     missing = [ln for ln in fe.listeners if not listening(sockets, ln)]
     if missing:
-        want = ", ".join(f"{ln.address}:{ln.port}" for ln in missing)
+        want = ", ".join(host_port(ln.address, ln.port) for ln in missing)
         _fail(
             f"{frontend} ({fe.kind}): nothing listens on {want}; listening: {_tcp_sockets(sockets)}"
         )
@@ -290,12 +291,13 @@ def test_admin_port_closed_to_other_hosts(frontend: str, conn: Connections) -> N
         public_rc = tcp_connect(witness, fe.address, public.port) if public is not None else 0
     if admin_rc == 0:
         _fail(
-            f"{frontend}: admin port {fe.address}:{fe.admin_port} accepts connections from {other}"
+            f"{frontend}: admin port {host_port(fe.address, fe.admin_port)} accepts connections "
+            f"from {other}"
         )
     if public is not None and public_rc != 0:
         _fail(
             f"{frontend}: cannot tell whether the admin port is closed: {other} cannot "
-            f"reach the service port {fe.address}:{public.port} either"
+            f"reach the service port {host_port(fe.address, public.port)} either"
         )
 
 
