@@ -14,7 +14,7 @@ import posixpath
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from clusterctl.drivers import driver_for
 from clusterctl.facts import HostFacts, LiveFile, pending_path
@@ -57,6 +57,9 @@ class Deletion:
         )
 
 
+PlanStatus = Literal["unreachable", "refused", "change", "reload pending", "clean up", "unchanged"]
+
+
 @dataclass(frozen=True)
 class HostPlan:
     host: str
@@ -87,7 +90,7 @@ class HostPlan:
         return bool(self.changes or self.deletions or self.pending_reload or self.stale_temps)
 
     @property
-    def status(self) -> str:
+    def status(self) -> PlanStatus:
         if self.error:
             return "unreachable"
         if self.refused:
@@ -243,8 +246,10 @@ def plan_host(
     run_id: str | None = None,
     rendered_as: Rendered | None = None,
 ) -> HostPlan:
-    """`rendered_as`: the render the facts were gathered for, reused when the host runs the
-    version it was rendered for (the version decides the bytes, and is known only now)."""
+    """`rendered_as`: the render the facts were gathered for (with the run's staging root), the
+    plan's own when the facts change nothing it depends on. The host's version (when the
+    inventory names none) and the modules it has (nginx's Lua) decide the bytes and are known
+    only now: then this one render more, and the first only named the paths to read."""
     fe_now = effective_frontend(fe, facts)
     if rendered_as is None or rendered_as.fe != fe_now:
         rendered_as = render_host(
