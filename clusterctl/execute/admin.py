@@ -27,6 +27,7 @@ from clusterctl.execute.admin_views import (
     pools_of,
     read_live,
     run_changes,
+    run_command,
     set_live_state,
 )
 from clusterctl.execute.apply import apply_host
@@ -197,8 +198,14 @@ def nginx_sessions(remote: Remote, fe: Frontend, address: str, port: int) -> int
 # ---------------------------------------------------------------------------- by control
 
 
-def _control(fe: Frontend) -> str:
-    control = driver_for(fe.kind).control
+def _control(fe: Frontend, remote: Remote | None = None) -> str:
+    driver = driver_for(fe.kind)
+    control = driver.control
+    # A kind whose interface depends on what the host has (nginx: its Lua balancer, with the
+    # module) asks the host which one it runs.
+    probe = getattr(driver, "control_probe", None)
+    if probe is not None and remote is not None:
+        control = driver.control_from(run_command(remote, fe, probe(fe), "read"))  # type: ignore[attr-defined]
     if not control:
         raise AdminError(
             f"{fe.name}: a {fe.kind} front end has no runtime control clusterctl can drive"
@@ -211,7 +218,7 @@ def preflight(remote: Remote, inv: Inventory, fe: Frontend) -> None:
 
     A front end changed by re-rendering must run exactly this inventory's config.
     """
-    if _control(fe) == "rerender":
+    if _control(fe, remote) == "rerender":
         _nginx_checked(remote, inv, fe)
 
 
@@ -241,10 +248,16 @@ def _rerender_views(remote: Remote, inv: Inventory, fe: Frontend) -> list[Server
     ]
 
 
-_SETTERS = {"admin-socket": _runtime_set, "balancer-manager": _runtime_set, "rerender": nginx_apply}
+_SETTERS = {
+    "admin-socket": _runtime_set,
+    "balancer-manager": _runtime_set,
+    "lua-socket": _runtime_set,
+    "rerender": nginx_apply,
+}
 _VIEWS = {
     "admin-socket": _runtime_views,
     "balancer-manager": _runtime_views,
+    "lua-socket": _runtime_views,
     "rerender": _rerender_views,
 }
 
@@ -263,12 +276,12 @@ def set_state(
     """
     if not node_pools(inv, fe, node):
         return
-    _SETTERS[_control(fe)](remote, inv, fe, node, state, others or {})
+    _SETTERS[_control(fe, remote)](remote, inv, fe, node, state, others or {})
 
 
 def views(remote: Remote, inv: Inventory, fe: Frontend) -> list[ServerView]:
     """Every server of this front end's pools as it sees them now."""
-    return _VIEWS[_control(fe)](remote, inv, fe)
+    return _VIEWS[_control(fe, remote)](remote, inv, fe)
 
 
 def node_sessions(remote: Remote, inv: Inventory, fe: Frontend, node: str) -> int:
