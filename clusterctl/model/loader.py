@@ -54,10 +54,41 @@ class _Walker:
         if not isinstance(node, Map):
             self.fail(at, path, f"expected a mapping, got {_kind(node)}")
             return None
-        fields, hints = _fields(cls)
+        fields = _fields(cls)[0]
+        file = self.file
         values: dict[str, Any] = {}
-        positions: dict[str, Pos] = {"": self.pos(node)}
-        ok = True
+        positions: dict[str, Pos] = {"": Pos(file, *node.at)}
+        ok = fields.keys() >= node.keys() or self.unknown_keys(node, fields, path)
+        values_at = node.values_at
+        # Runs once per mapping of the file (a server is one): paths are built only for a
+        # message or a nested mapping, and a scalar goes straight to its check.
+        for name, f, hint, target, required, check in _plan(cls):
+            if name not in node:
+                if required:
+                    self.fail(positions[""], f"{path}.{name}" if path else name, "is required")
+                    ok = False
+                continue
+            raw = node[name]
+            vat = Pos(file, *values_at.get(name, node.at))
+            positions[name] = vat
+            if target is None:
+                try:
+                    values[name] = check(_plain(raw) if isinstance(raw, (Map, Seq)) else raw)
+                except c.CheckFailed as exc:
+                    self.fail(vat, f"{path}.{name}" if path else name, str(exc))
+                    ok = False
+                continue
+            result = self.field(hint, f, raw, f"{path}.{name}" if path else name, vat)
+            if result is _BAD:
+                ok = False
+            else:
+                values[name] = result
+        if not ok:
+            return None
+        return cls(**values, at=positions)
+
+    def unknown_keys(self, node: Map, fields: dict[str, Any], path: str) -> bool:
+        """Report each key the schema does not know; False (there was at least one)."""
         for key in node:
             if not isinstance(key, str) or key not in fields:
                 # A key is printed as written only when it is plainly a name (one line, short).
@@ -69,25 +100,7 @@ class _Walker:
                 known = "" if near else f" (known: {', '.join(fields)})"
                 where = f"{path}.{shown}" if path else shown
                 self.fail(self.pos(node, key), where, f"unknown key{hint}{known}")
-                ok = False
-        for name, f in fields.items():
-            sub = f"{path}.{name}" if path else name
-            if name not in node:
-                if f.metadata.get("required"):
-                    self.fail(positions[""], sub, "is required")
-                    ok = False
-                continue
-            raw = node[name]
-            vat = self.pos(node, name, value=True)
-            positions[name] = vat
-            result = self.field(hints[name], f, raw, sub, vat)
-            if result is _BAD:
-                ok = False
-            else:
-                values[name] = result
-        if not ok:
-            return None
-        return cls(**values, at=positions)
+        return False
 
     def field(self, hint: Any, f: dataclasses.Field[Any], raw: Any, path: str, at: Pos) -> Any:
         target = _dataclass_in(hint)
@@ -98,8 +111,9 @@ class _Walker:
             if f.metadata.get("required") and not raw:
                 self.fail(at, path, "must not be empty")
                 return _BAD
+            file, items_at = self.file, raw.items_at
             items = [
-                self.build(target, item, f"{path}[{i}]", self.pos(raw, i))
+                self.build(target, item, f"{path}[{i}]", Pos(file, *items_at[i]))
                 for i, item in enumerate(raw)
             ]
             return _BAD if any(i is None for i in items) else tuple(items)
@@ -117,6 +131,23 @@ class _Walker:
 
 
 _BAD = object()
+
+
+@functools.cache
+def _plan(cls: type) -> tuple[tuple[str, Any, Any, type | None, bool, Any], ...]:
+    """Per field: name, field, type hint, nested dataclass (None: a scalar), required, check."""
+    fields, hints = _fields(cls)
+    return tuple(
+        (
+            name,
+            f,
+            hints[name],
+            _dataclass_in(hints[name]),
+            bool(f.metadata.get("required")),
+            f.metadata.get("check"),
+        )
+        for name, f in fields.items()
+    )
 
 
 @functools.cache
