@@ -61,7 +61,7 @@ def test_the_lua_config_loads_the_modules_first_and_carries_every_member() -> No
     # One placeholder peer, the balancer, and the upstream keep-alive kept.
     assert "        server 0.0.0.1;\n        balancer_by_lua_block" in text
     assert "        keepalive 8;\n" in text
-    assert f"listen unix:{nl.SOCKET};" in text
+    assert f"listen unix:{nl.SOCKET} default_server;" in text
     # No per-server upstreams or maps: the balancer pins by the cookie itself.
     assert "upstream app~" not in text and "split_clients" not in text
     files = render_frontend(i, i.frontends[0])
