@@ -13,6 +13,7 @@ import copy
 import http.client
 import json
 import os
+import re
 import shlex
 import shutil
 import ssl
@@ -490,13 +491,23 @@ def keepalive_load(
 
 
 def results_table(run: Run) -> dict[str, str]:
-    """host -> result, from apply's results table (`host │ result │ time │ detail`)."""
+    """host -> result, from apply's results: a table on a terminal (`host │ result │ ...`),
+    one `host: result in 1.2s: detail` line each when piped (as the tests run it)."""
     out: dict[str, str] = {}
     for line in run.out.splitlines():
         cells = [c.strip() for c in line.split("│")]
         if len(cells) >= 3 and cells[0] and cells[1]:
             out[cells[0]] = cells[1]
+            continue
+        m = _RESULT_LINE.match(line)
+        if m:
+            out[m["host"]] = m["result"]
     return out
+
+
+_RESULT_LINE = re.compile(
+    r"^(?P<host>[^\s:]+): (?P<result>changed|unchanged|failed|rolled back) in \d+(\.\d+)?s(: |$)"
+)
 
 
 def plan_json(inventory: Path, *extra: str) -> dict[str, Any]:
