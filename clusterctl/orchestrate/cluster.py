@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from clusterctl.execute import admin
 from clusterctl.execute.apply import StepFailed
@@ -27,6 +27,9 @@ from clusterctl.ui import plural
 
 PROGRESS_EVERY = 2.0  # seconds between progress events during a wait
 
+# What a rollout event says about its step; `--output json` consumers match on these words.
+EventStatus = Literal["start", "ok", "failed", "progress"]
+
 
 @dataclass(frozen=True)
 class Event:
@@ -34,7 +37,7 @@ class Event:
     # drain | wait | maint | deploy | check | restore | rollback | done | skip | failed | out
     # | summary (the last one: node "", data says what was upgraded, skipped, where it stopped)
     step: str
-    status: str  # start | ok | failed | progress
+    status: EventStatus
     elapsed: float
     message: str = ""
     data: dict[str, Any] = field(default_factory=dict)

@@ -18,7 +18,7 @@ from clusterctl.execute.deploy import deploy_argv, health_url, probe_node
 from clusterctl.execute.ssh import quote
 from clusterctl.model.schema import Deploy, Inventory, Server
 from clusterctl.orchestrate.batches import Options
-from clusterctl.orchestrate.cluster import Cluster, Event
+from clusterctl.orchestrate.cluster import Cluster, Event, EventStatus
 from clusterctl.ui import plural
 
 # node -> (HTTP status, release header) its health URL answers with, asked on the node
@@ -143,5 +143,5 @@ def summary_event(
             "reason": getattr(failure, "reason", str(failure)),
         }
         message = f"{message}; stopped: {failure}"
-    status = "ok" if failure is None else "failed"
+    status: EventStatus = "ok" if failure is None else "failed"
     return Event("", "summary", status, time.monotonic() - started, message, data)

@@ -25,6 +25,7 @@ PURE = [
     "clusterctl.facts",
     "clusterctl.preflight",
     "clusterctl.remote_paths",
+    "clusterctl.statuses",
     "clusterctl.errors",
     "clusterctl.drivers",
     *sorted(
