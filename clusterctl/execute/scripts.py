@@ -95,7 +95,7 @@ esac
 """
 )
 
-# Every ScriptName but "network", which facts.network_now runs (its parser reads the output).
+# Every ScriptName but "network", which execute/gather.network_now runs (facts parses it).
 SCRIPTS: dict[ScriptName, str] = {
     "rm-files": 'rm -f -- "$@"',
     "rm-tree": 'rm -rf -- "$1"',
