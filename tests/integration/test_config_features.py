@@ -6,6 +6,7 @@ WebSocket echo server (tests/helpers/websocket.py), rendered from one inventory:
 - client timeout 1s and server timeout 3s, so a WebSocket that idles 1.5s at a time and lives
   4.5s is held past both only by the tunnel settings;
 - a metrics listener each, open to 127.0.0.1 alone; HAProxy logs to a UDP socket of the test's.
+`clusterctl maintenance` runs against a lab of its own (SSH, the runtime interfaces).
 """
 
 from __future__ import annotations
@@ -25,6 +26,15 @@ from clusterctl.model import load
 from tests.helpers.frontends import RunningFrontend, free_port, have, launch, short_root
 from tests.helpers.http import request
 from tests.helpers.websocket import EchoServer, WebSocket
+from tests.integration.labfixtures import (
+    Lab,
+    cli,
+    http_get,
+    load_yaml,
+    needs_root,
+    own_lab,
+    wait_serving,
+)
 
 KINDS = ("haproxy", "nginx", "apache")
 PAGE = b"<!DOCTYPE html><title>Back soon</title><p>clusterctl-features-sorry</p>\n"
@@ -229,3 +239,53 @@ def test_the_access_log_names_the_upstream_server_and_its_timings(setup: Setup, 
         line = _last_line(f.running.root / "var/log/apache2/access.log", marker)
         assert f" http://127.0.0.1:{setup.echo.port} " in line, line
         assert line.rsplit(" ", 1)[1].isdigit(), line  # %D: microseconds
+
+
+# ---------------------------------------------------------------------------- maintenance, lab
+
+MAINT_LAB = "tfeat"
+
+
+@pytest.fixture(scope="module")
+def maint_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """A lab of one backend behind each kind, applied with the unavailable page of ours."""
+    with own_lab(MAINT_LAB, tmp_path_factory.mktemp(MAINT_LAB), backends=1) as lab:
+        (lab.workdir / "sorry.html").write_bytes(PAGE)
+        data = load_yaml(lab.info.inventory_path)
+        data["services"][0]["unavailable"] = {"page": "sorry.html", "retry_after": "45s"}
+        lab.write(data)
+        run = cli("apply", "-i", str(lab.inventory), "--yes")
+        assert run.rc == 0, run
+        for fe in lab.frontends:
+            wait_serving(fe.address)
+        yield lab
+
+
+@pytest.mark.lab
+@needs_root
+def test_maintenance_on_and_off_switch_every_kind_to_the_page_and_back_without_a_reload(
+    maint_lab: Lab,
+) -> None:
+    lab = maint_lab
+    before = {fe.name: lab.pids(fe.name) for fe in lab.frontends}
+    on = cli("maintenance", "on", "-i", str(lab.inventory), "app")
+    assert on.rc == 0, on
+    assert "pool app in maintenance on 3 front ends" in on.out, on
+    for fe in lab.frontends:
+        reply = http_get(fe.address, "/")
+        assert (reply.status, reply.headers.get("retry-after"), reply.body) == (503, "45", PAGE)
+    off = cli("maintenance", "off", "-i", str(lab.inventory))  # the whole site: every http pool
+    assert off.rc == 0, off
+    assert "every http pool serving again on 3 front ends" in off.out, off
+    for fe in lab.frontends:
+        assert wait_serving(fe.address).status == 200
+    # The runtime path: the same workers served throughout, nothing was reloaded.
+    assert lab.not_reloaded(before) == {}
+
+
+@pytest.mark.lab
+@needs_root
+def test_maintenance_refuses_a_pool_that_has_no_page(maint_lab: Lab) -> None:
+    run = cli("maintenance", "on", "-i", str(maint_lab.inventory), "nope")
+    assert run.rc == 1
+    assert run.err.strip() == "error: no pool named 'nope'; the inventory has: app"

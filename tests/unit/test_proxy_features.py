@@ -338,3 +338,49 @@ def test_the_full_inventory_documents_the_features() -> None:
         "retry_after:",
     ):
         assert key in text, key
+
+
+# ---------------------------------------------------------------------------- maintenance
+
+
+def test_maintenance_selects_a_pool_or_every_http_pool(tmp_path: Path) -> None:
+    from clusterctl.errors import ClusterctlError
+    from clusterctl.orchestrate import maintenance as mt
+
+    inv = load(inventory(tmp_path))
+    assert mt.select(inv, None) == ["app", "old"]  # db serves only the tcp service
+    assert mt.select(inv, "old") == ["old"]
+    with pytest.raises(
+        ClusterctlError, match="no pool named 'nope'; the inventory has: app, old, db"
+    ):
+        mt.select(inv, "nope")
+    with pytest.raises(ClusterctlError, match="'db' serves no http service"):
+        mt.select(inv, "db")
+
+
+def test_maintenance_sets_every_member_to_maint_and_back_to_its_inventory_state(
+    tmp_path: Path,
+) -> None:
+    from clusterctl.orchestrate import maintenance as mt
+
+    path = inventory(tmp_path)
+    path.write_text(
+        path.read_text().replace(
+            "port: 8080}]\n  - name: old",
+            "port: 8080}, {name: web3, address: 192.0.2.23, port: 8080, state: drain}]\n"
+            "  - name: old",
+        )
+    )
+    inv = load(path)
+    hap = inv.frontends[0]
+    pools = mt.frontend_pools(inv, hap, ["app"])
+    assert [c.describe() for c in mt.changes(pools, True)] == [
+        "app/web1 state maint",
+        "app/web3 state maint",
+    ]
+    assert [c.describe() for c in mt.changes(pools, False)] == [
+        "app/web1 state ready",
+        "app/web3 state drain",
+    ]
+    # A front end that does not serve the pool is left alone.
+    assert mt.frontend_pools(inv, hap, ["missing"]) == []
