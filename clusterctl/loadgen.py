@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from clusterctl.errors import ClusterctlError
+from clusterctl.model.queries import host_port
 
 ALLOWED = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("198.18.0.0/15"))
 
@@ -160,8 +161,7 @@ class _Worker(threading.Thread):
                 break
             resp.read()
             scheme = "https" if self.tls else "http"
-            host = f"[{self.host}]" if ":" in self.host else self.host
-            url = urljoin(f"{scheme}://{host}:{self.port}{self.path}", location)
+            url = urljoin(f"{scheme}://{host_port(self.host, self.port)}{self.path}", location)
             try:
                 target = (*check_target(url), urlsplit(url).scheme == "https")
             except ClusterctlError as exc:

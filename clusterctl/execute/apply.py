@@ -20,12 +20,12 @@ from typing import Literal
 from clusterctl.drivers.control import ControlRefused
 from clusterctl.errors import ClusterctlError
 from clusterctl.execute.admin_views import run_changes
+from clusterctl.execute.gather import network_now
 from clusterctl.execute.reload import reload_and_confirm, server_pids
 from clusterctl.execute.scripts import SCRIPTS
 from clusterctl.execute.ssh import Remote, Result
 from clusterctl.execute.steps import StepFailed, checkpoint
 from clusterctl.execute.steps import check as _check
-from clusterctl.facts import network_now
 from clusterctl.model.schema import Frontend, Inventory
 from clusterctl.plan import HostPlan
 from clusterctl.plan_build import backup_dir

@@ -23,6 +23,7 @@ from clusterctl.errors import ClusterctlError
 from clusterctl.errors import FailoverError as FailoverError
 from clusterctl.execute.endpoints import frontend_endpoints
 from clusterctl.execute.ssh import Remote, quote
+from clusterctl.model.queries import host_port
 from clusterctl.model.schema import Inventory
 from clusterctl.model.vrrp import Group, groups_of, priority
 
@@ -92,8 +93,8 @@ class Members:
         port = g.probe.port if g.probe else 80
         scheme = g.probe.scheme if g.probe and g.probe.scheme != "tcp" else "http"
         vip = ipaddress.ip_interface(g.address).ip
-        host = f"[{vip}]" if vip.version == 6 else str(vip)
-        res = self.remote(name).sh(_ASK, f"{scheme}://{host}:{port}/", sudo=False, step="ask")
+        url = f"{scheme}://{host_port(str(vip), port)}/"
+        res = self.remote(name).sh(_ASK, url, sudo=False, step="ask")
         return res.out.strip() not in ("", "000")
 
 
