@@ -8,7 +8,9 @@ can check a rendered tree without touching the system's own /etc.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import re
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -49,27 +51,37 @@ def assert_renderable(obj: Any, path: str = "") -> None:
 
 
 @cache
-def _rendered_fields(cls: type) -> tuple[str, ...]:
+def _rendered_fields(cls: type) -> Callable[[Any], tuple[Any, ...]]:
+    """The values of a dataclass's rendered fields, as one tuple (nothing for other types)."""
     if not dataclasses.is_dataclass(cls):
-        return ()
-    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in _NOT_RENDERED)
+        return lambda obj: ()
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in _NOT_RENDERED]
+    if len(names) == 1:
+        return lambda obj: (getattr(obj, names[0]),)
+    return operator.attrgetter(*names) if names else lambda obj: ()
+
+
+_LEAVES = frozenset({int, bool, float, type(None)})
 
 
 def _clean(obj: Any) -> bool:
     """The walk without building paths (a model holds a value per server field): only when it
-    finds something does _refuse_unsafe walk again to name it."""
+    finds something does _refuse_unsafe walk again to name it. The pattern is one character
+    class, so it matches the texts joined exactly when it matches one of them."""
+    texts: list[str] = []
     stack = [obj]
     while stack:
         o = stack.pop()
+        cls = o.__class__
+        if cls in _LEAVES:
+            continue
         if isinstance(o, str):
-            if _UNSAFE.search(o):
-                return False
+            texts.append(o)
         elif isinstance(o, tuple):
             stack.extend(o)
         else:
-            for name in _rendered_fields(o.__class__):
-                stack.append(getattr(o, name))
-    return True
+            stack.extend(_rendered_fields(cls)(o))
+    return _UNSAFE.search("".join(texts)) is None
 
 
 def _refuse_unsafe(obj: Any, path: str) -> None:
