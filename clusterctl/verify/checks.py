@@ -35,6 +35,7 @@ from clusterctl.verify.targets import (
     Targets,
     expected_files,
     make_targets,
+    server_present,
     server_version,
 )
 
@@ -107,7 +108,8 @@ class Rendered:
             t = self.conn.targets
             fe = t.frontend(name)
             version = server_version(self.conn.frontend(name), fe.kind)
-            self._files[name] = expected_files(t.inventory, fe, version)
+            present = server_present(self.conn.frontend(name), fe.kind)
+            self._files[name] = expected_files(t.inventory, fe, version, present)
         return self._files[name]
 
 

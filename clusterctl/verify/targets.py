@@ -369,11 +369,24 @@ def server_version(host: Any, kind: str) -> str | None:
     return parse_gather("", "VERSION " + res.stdout.strip()).version
 
 
-def expected_files(inv: Inventory, fe: Frontend, version: str | None) -> dict[str, Expected]:
+def server_present(host: Any, kind: str) -> tuple[str, ...] | None:
+    """Of the kind's probe files (a module it can load), those the host has (apply renders for
+    them: nginx's Lua balancer only where the module is); None for a kind without any."""
+    probes: tuple[str, ...] = getattr(driver_for(kind), "probe_files", ())
+    if not probes:
+        return None
+    script = "for f in" + " %s" * len(probes) + '; do [ -e "$f" ] && echo "$f"; done; true'
+    found = host.run(script, *probes).stdout.split()
+    return tuple(p for p in probes if p in found)
+
+
+def expected_files(
+    inv: Inventory, fe: Frontend, version: str | None, present: tuple[str, ...] | None = None
+) -> dict[str, Expected]:
     """What apply would have installed on `fe` for a server of `version`."""
     from clusterctl.model.vrrp import units
 
-    eff = effective_frontend(fe, HostFacts(fe.name, version))
+    eff = effective_frontend(fe, HostFacts(fe.name, version, present=present))
     files = render_frontend(inv, eff)
     for unit in units(inv, [fe.name]):  # a VRRP member's keepalived files too
         files |= render_frontend(inv, unit)

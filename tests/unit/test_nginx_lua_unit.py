@@ -238,3 +238,28 @@ def test_the_balancers_log_and_header_phases_are_the_only_ones() -> None:
             http = text.index("\nhttp {")
             first_server = text.index("\n    server {")
             assert http < text.index("log_by_lua_block") < first_server
+
+
+def test_verify_expects_what_apply_renders_for_the_modules_the_host_has() -> None:
+    from types import SimpleNamespace
+
+    from clusterctl.verify.targets import expected_files, server_present
+
+    class Host:  # answers as a host that has only the first probe file
+        def run(self, script: str, *args: str) -> SimpleNamespace:
+            assert script.count("%s") == len(args)
+            return SimpleNamespace(stdout=args[0] + "\n")
+
+    assert server_present(Host(), "nginx") == nl.PROBE_FILES[:1]
+    assert server_present(Host(), "haproxy") is None
+    i = inv()
+    fe = i.frontends[0]
+    bare = expected_files(i, fe, "1.22.1", nl.PROBE_FILES[:1])
+    assert "/etc/nginx/clusterctl-balancer.lua" not in bare
+    assert (
+        bare["/etc/nginx/nginx.conf"].sha256
+        == render_frontend(i, dataclasses.replace(fe, version="1.22.1", present=()))[
+            "/etc/nginx/nginx.conf"
+        ].sha256
+    )
+    assert "/etc/nginx/clusterctl-balancer.lua" in expected_files(i, fe, "1.22.1", nl.PROBE_FILES)
