@@ -11,7 +11,9 @@ interval the group is re-applied with it, then for each way of losing the master
 - planned: `failover` (the hold file) moves the address;
 a GET every 10 ms through the virtual address measures the time from the event until the
 first answer from the other member, and counts the failed requests in between. Everything is
-put back after each round. Prints one table; tears the lab down whatever happens.
+put back after each round. Then a planned failover under steady load of 4 clients (loadgen),
+with Connection: close and again with keep-alive: how many requests failed. Prints one table
+and those lines; tears the lab down whatever happens.
 
 Usage: sudo .venv/bin/python bench/failover.py [--name h5bench] [--rounds 3]
 """
@@ -70,6 +72,7 @@ def ask(address: str) -> bool:
 
 
 HEALED: list[float] = []
+LOADS: list[str] = []
 
 
 def veth(info: labmod.LabInfo, host: str, state: str) -> None:
@@ -139,6 +142,19 @@ def measure(info: labmod.LabInfo, inv: Inventory, how: str) -> tuple[float, int]
     return took, failed
 
 
+def planned_under_load(info: labmod.LabInfo, keepalive: bool) -> str:
+    """A planned failover (the CLI) under 4 clients of steady load: what the load saw."""
+    from clusterctl.loadgen import Load
+
+    load_ = Load(f"http://{vip(info)}/", clients=4, duration=60, keepalive=keepalive, timeout=3)
+    load_.start()
+    time.sleep(1)
+    cli = [str(REPO / ".venv/bin/clusterctl"), "failover", "-i", str(info.inventory_path), "lab"]
+    subprocess.run(cli, check=True, capture_output=True, timeout=60)
+    time.sleep(1)
+    return load_.stop().summary()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--name", default="h5bench")
@@ -164,6 +180,10 @@ def main() -> None:
                     (advert, label, statistics.median(times), max(times), sum(f for _, f in got))
                 )
             rows.append((advert, "partition healed", statistics.median(HEALED), max(HEALED), 0))
+            for keepalive in (False, True):
+                mode = "keep-alive" if keepalive else "Connection: close"
+                LOADS.append(f"{advert} {mode}: {planned_under_load(info, keepalive)}")
+                holder(inv)
         info.inventory_path.write_text(base)
         load(info.inventory_path)
     finally:
@@ -171,6 +191,9 @@ def main() -> None:
     print(f"{'advert':<7} {'master lost by':<15} {'median s':>9} {'max s':>7} {'failed GETs':>12}")
     for advert, how, med, worst, failed in rows:
         print(f"{advert:<7} {how:<15} {med:>9.2f} {worst:>7.2f} {failed:>12}")
+    print("planned failover under steady load (4 clients):")
+    for line in LOADS:
+        print(f"  {line}")
     print(
         f"({args.rounds} rounds each; a GET every 10 ms with Connection: close; planned: the "
         "CLI end to end, its lock and SSH sessions included; partition healed: link back up "
