@@ -1,6 +1,7 @@
 """A tiny RFC 6455 WebSocket client and echo server, for front ends to carry real upgrades.
 
-`EchoServer` answers a GET with an `Upgrade: websocket` handshake (101, the RFC's accept key)
+`EchoServer` answers a GET with an `Upgrade: websocket` and `Connection: Upgrade` handshake (101,
+the RFC's accept key; 400 without the Connection token)
 and then echoes every text frame back as ``NAME:text``; any other GET gets 200 with its name,
 so it also serves health checks and plain requests. `WebSocket` opens one through a front end,
 sends masked text frames and reads the server's. Frames up to 64 KiB, text only: enough to
@@ -87,6 +88,9 @@ class EchoServer:
         self.port = int(self.sock.getsockname()[1])
         self.conns: set[socket.socket] = set()
         self.upgrades = 0
+        # (request path, the peer's address and port) of every plain request: which upstream
+        # connection of a front end carried it.
+        self.requests: list[tuple[bytes, tuple[str, int]]] = []
         self.lock = threading.Lock()
 
     def start(self) -> EchoServer:
@@ -124,9 +128,17 @@ class EchoServer:
                     k.strip().lower(): v.strip()
                     for k, _, v in (ln.partition(b":") for ln in lines[1:])
                 }
+                tokens = {t.strip().lower() for t in headers.get(b"connection", b"").split(b",")}
                 if headers.get(b"upgrade", b"").lower() == b"websocket":
+                    # RFC 6455 4.2.1: an upgrade needs `Connection: Upgrade` too (a proxy that
+                    # drops it, as nginx's `Connection ""` does, breaks real servers' upgrades).
+                    if b"upgrade" not in tokens:
+                        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                        continue
                     self._upgrade(conn, headers)
                     return
+                with self.lock:
+                    self.requests.append((lines[0].split(b" ")[1], conn.getpeername()))
                 body = self.name.encode()
                 conn.sendall(
                     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
@@ -137,6 +149,8 @@ class EchoServer:
                     + b"\r\n\r\n"
                     + body
                 )
+                if b"close" in tokens:  # as a real server does: the proxy cannot keep it
+                    return
         except (ConnectionError, OSError):
             pass
         finally:

@@ -12,6 +12,7 @@ WebSocket echo server (tests/helpers/websocket.py), rendered from one inventory:
 from __future__ import annotations
 
 import http.client
+import os
 import shutil
 import socket
 import time
@@ -142,13 +143,16 @@ def test_a_websocket_lives_past_the_client_and_server_timeouts_exchanging_messag
         ws.close()
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_plain_requests_still_reuse_upstream_connections(setup: Setup, kind: str) -> None:
-    # The Connection header maps to "" without an Upgrade: nginx keeps its keep-alive.
-    f = front(setup, kind)
-    replies = [request(f.port, "/") for _ in range(3)]
-    assert [r.status for r in replies] == [200, 200, 200]
-    assert {r.body for r in replies} == {b"ws1"}
+def test_nginx_keeps_upstream_keepalive_for_requests_without_an_upgrade(setup: Setup) -> None:
+    # The Connection header maps to "" without an Upgrade: nginx keeps its upstream
+    # connections open (`keepalive`), as it did with `Connection ""`.
+    f = front(setup, "nginx")
+    # Each worker (worker_processes auto: one per CPU) keeps its own upstream connections.
+    n = 2 * (os.cpu_count() or 1) + 2
+    replies = [request(f.port, f"/keepalive-{i}") for i in range(n)]
+    assert [(r.status, r.body) for r in replies] == [(200, b"ws1")] * n
+    peers = {peer for path, peer in setup.echo.requests if path.startswith(b"/keepalive-")}
+    assert len(peers) <= (os.cpu_count() or 1) < n, peers
 
 
 def _unavailable(f: Front, path: str) -> http.client.HTTPResponse:
