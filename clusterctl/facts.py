@@ -15,7 +15,6 @@ import base64
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from clusterctl.drivers import DRIVERS, driver_for
 from clusterctl.model.schema import Frontend
@@ -26,10 +25,6 @@ from clusterctl.remote_paths import TMP_SUFFIX as TMP_SUFFIX
 from clusterctl.remote_paths import frontend_state_dir as frontend_state_dir
 from clusterctl.remote_paths import manifest_path as manifest_path
 from clusterctl.remote_paths import pending_path as pending_path
-
-if TYPE_CHECKING:  # the moved SSH calls, typed; at run time __getattr__ below finds them
-    from clusterctl.execute.gather import gather as gather
-    from clusterctl.execute.gather import network_now as network_now
 
 _VERSION_RX = re.compile(
     "(?:"
@@ -273,13 +268,3 @@ def network_command(fe: Frontend, dirs: list[str]) -> Command:
 def parse_missing_dirs(text: str) -> list[str]:
     """The folders network_command found missing."""
     return [ln[len("NODIR ") :] for ln in text.splitlines() if ln.startswith("NODIR ")]
-
-
-def __getattr__(name: str) -> Any:
-    # gather and network_now moved to execute/gather.py (they talk SSH); the old names still
-    # resolve, lazily, so importing this module never imports paramiko.
-    if name in ("gather", "network_now"):
-        from clusterctl.execute import gather as _gather
-
-        return getattr(_gather, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

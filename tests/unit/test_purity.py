@@ -162,3 +162,29 @@ def test_old_import_names_still_work() -> None:
         errors.RolloutFailed,
         errors.HostUnreachable,
     )
+
+
+def test_facts_say_what_to_run_as_data() -> None:
+    from clusterctl.facts import gather_command, network_command, parse_missing_dirs
+    from clusterctl.model import parse
+
+    inv = parse(
+        "cluster: c\nfrontends: [{name: lb1, kind: haproxy, address: 192.0.2.1}]\n"
+        "pools: [{name: p, servers: [{name: s1, address: 192.0.2.2, port: 80}]}]\n"
+        "services: [{name: w, listen: [{port: 80}], default_pool: p}]\n",
+        "inv.yaml",
+    )
+    fe = inv.frontends[0]
+    cmd = gather_command(fe, {"/etc/b.pem": True, "/etc/a.cfg": False})
+    assert cmd.args == (
+        "/var/lib/clusterctl/frontends/lb1/reload-pending",
+        "haproxy",
+        "/run/haproxy.pid",
+        "/var/lib/clusterctl/frontends/lb1/manifest",
+        "P:/etc/a.cfg",
+        "S:/etc/b.pem",  # a secret's content is never read back, only its checksum
+    )
+    assert "pending=$1; vcmd=$2; pidf=$3; manifest=$4" in cmd.script
+    net = network_command(fe, ["/etc/haproxy", "/run/x"])
+    assert net.args == ("/run/haproxy.pid", "/etc/haproxy", "/run/x")
+    assert parse_missing_dirs("NONLOCAL 0 0\nNODIR /run/x\n") == ["/run/x"]
