@@ -475,3 +475,35 @@ def test_lab_member_applies_under_wrk_go_at_run_time(rig: LabRig) -> None:
         assert w.requests > 100 and (w.socket_errors, w.non_2xx) == (0, 0), w.text
     assert rig.lab.not_reloaded(before) == {}
     print(f"member applies under wrk: {[w.requests for w in counts]} requests, 0 errors")
+
+
+@LAB_TEST
+def test_lab_a_host_without_the_module_falls_back_to_reloads_and_plan_says_so(
+    rig: LabRig,
+) -> None:
+    # The module's files out of sight in lb1's own mount namespace: as a host without the package.
+    modules = nl.MODULES[0].rsplit("/", 1)[0]
+    rig.lab.ssh(rig.fe, f"mount -t tmpfs -o size=1m,mode=0755 none {modules}")
+    try:
+        inv = str(rig.inventory())
+        planned = cli("plan", "-i", inv)
+        assert f"the host has no {nl.PACKAGE}" in planned.out, planned
+        applied = cli("apply", "-i", inv, "--yes")
+        assert applied.rc == 0 and "reloaded" in applied.out, applied
+        conf = rig.lab.ssh(rig.fe, "cat /etc/nginx/nginx.conf").out
+        assert "load_module" not in conf and "balancer_by_lua" not in conf
+        assert f"# Warning: the host has no {nl.PACKAGE}" in conf
+        # Drains take the old path there: a re-render and a reload.
+        before = rig.lab.pids(rig.fe)
+        drained = cli("drain", "-i", inv, "be2")
+        assert drained.rc == 0, drained
+        assert rig.lab.pids(rig.fe)[1] != before[1]
+        status = cli("status", "-i", inv).out
+        assert f"{rig.fe} app/be2: drain, health unknown" in status, status
+        assert cli("restore", "-i", inv, "be2").rc == 0
+    finally:
+        rig.lab.ssh(rig.fe, f"umount {modules}", check=False)
+    # The module back: the next apply renders the Lua balancer again.
+    back = cli("apply", "-i", str(rig.lab.inventory), "--yes")
+    assert back.rc == 0, back
+    assert "balancer_by_lua" in rig.lab.ssh(rig.fe, "cat /etc/nginx/nginx.conf").out
