@@ -54,11 +54,11 @@ def hold_file(group: str) -> str:
 CONFIRM = r"""pid=$(head -n 1 -- "$1" 2>/dev/null | tr -dc 0-9)
 [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || { echo "keepalived is not running" >&2; exit 1; }
 dump=$2
+exec 9>/run/clusterctl-keepalived-json.lock && flock -w 10 9 || { echo "another dump is being read" >&2; exit 3; }
 rm -f -- "$dump"
 kill -s "$(keepalived --signum=JSON)" "$pid" || exit 1
 i=0
-until [ -s "$dump" ]; do i=$((i + 1)); [ $i -gt 20 ] && { echo "keepalived wrote no JSON dump" >&2; exit 1; }; sleep 0.05; done
-sleep 0.05
+until tail -c 3 "$dump" 2>/dev/null | grep -q ']'; do i=$((i + 1)); [ $i -gt 40 ] && { echo "keepalived wrote no JSON dump" >&2; exit 1; }; sleep 0.05; done
 j=$(tr -d ' \n' < "$dump")
 specs=$(awk '/^vrrp_instance /{n=$2} /^    virtual_router_id /{v=$2} /^    priority /{p=$2} /^    advert_int /{print n ":" v ":" p ":" $2}' "$3")
 for spec in $specs; do
@@ -72,14 +72,15 @@ done
 """
 
 # $1 pid file, $2 JSON dump: the member's instances as keepalived reports them, one line
-# each: NAME STATE (keepalived's state number), and the addresses on its interfaces.
+# each: NAME STATE (keepalived's state number), and the addresses on its interfaces. The dump
+# has one fixed path: readers take turns (flock), and read it once it is whole (its closing ]).
 STATE = r"""pid=$(head -n 1 -- "$1" 2>/dev/null | tr -dc 0-9)
 if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+  exec 9>/run/clusterctl-keepalived-json.lock && flock -w 10 9
   rm -f -- "$2"
   kill -s "$(keepalived --signum=JSON)" "$pid" 2>/dev/null
   i=0
-  until [ -s "$2" ] || [ $i -gt 20 ]; do i=$((i + 1)); sleep 0.05; done
-  sleep 0.05
+  until tail -c 3 "$2" 2>/dev/null | grep -q ']' || [ $i -gt 40 ]; do i=$((i + 1)); sleep 0.05; done
   tr -d ' \n' < "$2" 2>/dev/null | grep -o '"iname":"[^"]*"\|"state":[0-9]' | paste -d ' ' - - | sed 's/"iname":"\([^"]*\)" "state":\([0-9]\)/INSTANCE \1 \2/'
 else
   echo "DOWN"
