@@ -126,6 +126,8 @@ class NginxDriver(Driver):
     runtime_changes = nl.ALL
     # Files the facts look for: the Lua path is rendered only when the host has them all.
     probe_files = nl.PROBE_FILES
+    # The lab's hosts run the Lua balancer: `clusterctl lab up` wants the module installed.
+    lab_packages = (nl.PACKAGE,)
 
     def lua(self, fe: Frontend) -> bool:
         """Whether this front end's pools are balanced in Lua (the host has the module)."""

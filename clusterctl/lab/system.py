@@ -13,7 +13,10 @@ from pathlib import Path
 from clusterctl.drivers import DRIVERS, driver_for
 from clusterctl.lab.types import LabError
 
-PACKAGES = " ".join(d.package for d in DRIVERS.values())
+# With the packages a kind's lab hosts also load (nginx: its Lua module, for the Lua balancer).
+PACKAGES = " ".join(
+    p for d in DRIVERS.values() for p in (d.package, *getattr(d, "lab_packages", ()))
+)
 INSTALL_HINT = f"apt-get install -y {PACKAGES} openssh-server iproute2 util-linux"
 SYS_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -95,6 +98,8 @@ def require_binaries(kinds: list[str]) -> None:
         for binary in (driver.binary, *driver.lab_tools):
             needed[binary] = driver.package
     missing = sorted(binary for binary in needed if shutil.which(binary, path=SYS_PATH) is None)
+    for kind in kinds:  # files a kind's lab hosts load (a lab without them tests less)
+        missing += [f for f in getattr(driver_for(kind), "probe_files", ()) if not Path(f).exists()]
     if not Path("/usr/sbin/sshd").exists():
         missing.append("/usr/sbin/sshd")
     if missing:
