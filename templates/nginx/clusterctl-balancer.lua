@@ -295,8 +295,10 @@ function M.log()
   local statuses = tries(ngx.var.upstream_status)
   for i, p in ipairs(tries(addrs)) do
     if dict:get("h:" .. p) then -- one of the balancer's peers
+      -- Never deleted at 0: another worker's pick may come between, and its request would go
+      -- uncounted (a drain would then see none in flight while one is).
       local n = dict:incr("a:" .. p, -1, 0)
-      if n and n <= 0 then dict:delete("a:" .. p) end
+      if n and n < 0 then dict:incr("a:" .. p, -n) end
       if FAILED[statuses[i] or ""] then failed(p) end
     end
   end
