@@ -119,9 +119,10 @@ class NginxDriver(Driver):
     reload_failed_rx = re.compile(r"\[emerg\]")
     reload_quiet = 0.7
     balance = frozenset({"roundrobin", "leastconn", "source", "random"})
+    # The declared fallback: a host without the Lua module drains by re-render and reload.
+    # Where it has the module, execute/admin.py learns from control_probe that the host runs
+    # the Lua balancer's control socket ("lua-socket"), and plans from its facts (present).
     drain = "rerender"
-    # The Lua balancer's control socket where the host has the module (nginx_lua.lua_frontend:
-    # from its facts); "rerender" (a reload) where it has not.
     control = "rerender"
     runtime_changes = nl.ALL
     # Files the facts look for: the Lua path is rendered only when the host has them all.
