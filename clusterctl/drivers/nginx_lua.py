@@ -97,7 +97,14 @@ def lua_view(pools: list[Pool], config: str, root: str) -> dict[str, Any]:
         "module": root + module_path(config),
         "socket": root + SOCKET,
         "pools": [pool_view(p) for p in pools],
+        "dict_mb": dict_size_mb(sum(len(p.servers) for p in pools)),
     }
+
+
+def dict_size_mb(members: int) -> int:
+    """The shared dict's size: a member takes about 300 bytes in it (its entry, its counters),
+    so 1 KiB each leaves room for members added at run time; never under 4 MiB."""
+    return max(4, -(-members // 1024) + 2)
 
 
 # ---------------------------------------------------------------------------- commands

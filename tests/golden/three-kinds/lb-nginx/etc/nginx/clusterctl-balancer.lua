@@ -64,6 +64,13 @@ end
 -- in $upstream_addr): requests in flight, recent failures, down, and the failure limits. By
 -- peer, not by pool member: an error_page redirect drops ngx.ctx, and the log phase then
 -- still knows from $upstream_addr which peers the request used.
+-- A dict too small for the member list stops the start (or the reload) with nginx's own
+-- error, rather than balancing over part of the members.
+local function put(key, value)
+  local ok, err = dict:set(key, value)
+  if not ok then error("clusterctl: the shared dict cannot hold " .. key .. ": " .. err) end
+end
+
 local function member_value(address, port, weight, backup, state, file_state)
   return table.concat({ address, tostring(port), tostring(weight), backup and "1" or "0",
     state, file_state }, SEP)
@@ -74,7 +81,7 @@ local function peer(address, port)
 end
 
 local function limits(address, port, max_fails, fail_timeout)
-  dict:set("h:" .. peer(address, port), max_fails .. SEP .. fail_timeout)
+  put("h:" .. peer(address, port), max_fails .. SEP .. fail_timeout)
 end
 
 function M.init(socket, pools)
@@ -93,14 +100,14 @@ function M.init(socket, pools)
         local f = split(old)
         if f[6] == s.state then state = f[5] end
       end
-      dict:set(key, member_value(s.address, s.port, s.weight, s.backup, state, s.state))
+      put(key, member_value(s.address, s.port, s.weight, s.backup, state, s.state))
       limits(s.address, s.port, p.max_fails, p.fail_timeout)
     end
-    dict:set("m:" .. p.name, table.concat(members, SEP))
-    dict:set("p:" .. p.name, table.concat({ p.balance, p.sticky or "", tostring(p.max_fails),
+    put("m:" .. p.name, table.concat(members, SEP))
+    put("p:" .. p.name, table.concat({ p.balance, p.sticky or "", tostring(p.max_fails),
       tostring(p.fail_timeout) }, SEP))
   end
-  dict:set("P", table.concat(names, SEP))
+  put("P", table.concat(names, SEP))
   dict:incr("v", 1, 0)
 end
 
@@ -417,7 +424,7 @@ local function change(op, req)
     if req.state ~= nil and not STATES[req.state] then return 400, "bad state" end
     if req.weight ~= nil and not valid_weight(req.weight) then return 400, "bad weight" end
     local old = split(dict:get("s:" .. key))
-    dict:set("s:" .. key, member_value(m.address, m.port, req.weight or m.weight, m.backup,
+    put("s:" .. key, member_value(m.address, m.port, req.weight or m.weight, m.backup,
       req.state or m.state, old[6] or m.state))
   elseif op == "add" then
     if m then return 409, "server " .. key .. " exists" end
@@ -433,18 +440,18 @@ local function change(op, req)
     if not valid_weight(weight) then return 400, "bad weight" end
     local st = req.state or "ready"
     if not STATES[st] then return 400, "bad state" end
-    dict:set("s:" .. key, member_value(req.address, port, weight, req.backup == true, st, st))
+    put("s:" .. key, member_value(req.address, port, weight, req.backup == true, st, st))
     limits(req.address, port, c.max_fails, c.fail_timeout)
     local names = split(dict:get("m:" .. pool))
     names[#names + 1] = name
-    dict:set("m:" .. pool, table.concat(names, SEP))
+    put("m:" .. pool, table.concat(names, SEP))
   elseif op == "remove" then
     if not m then return 404, "no server " .. key end
     local names = {}
     for _, n in ipairs(split(dict:get("m:" .. pool))) do
       if n ~= name then names[#names + 1] = n end
     end
-    dict:set("m:" .. pool, table.concat(names, SEP))
+    put("m:" .. pool, table.concat(names, SEP))
     dict:delete("s:" .. key)
   else
     return 404, "no such operation"
@@ -463,7 +470,8 @@ function M.control()
   ngx.req.read_body()
   local ok, req = pcall(decode, ngx.req.get_body_data() or "")
   if not ok then return reply(400, { error = "bad JSON: " .. tostring(req) }) end
-  local status, words = change(op, req)
+  local done, status, words = pcall(change, op, req)
+  if not done then return reply(507, { error = tostring(status) }) end
   if status ~= 200 then return reply(status, { error = words }) end
   return reply(200, { ok = true, version = dict:get("v") })
 end
