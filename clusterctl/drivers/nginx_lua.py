@@ -102,9 +102,16 @@ def lua_view(pools: list[Pool], config: str, root: str) -> dict[str, Any]:
 
 
 def dict_size_mb(members: int) -> int:
-    """The shared dict's size: a member takes about 300 bytes in it (its entry, its counters),
-    so 1 KiB each leaves room for members added at run time; never under 4 MiB."""
-    return max(4, -(-members // 1024) + 2)
+    """The shared dict's size: a member takes about 300 bytes in it (its entry, its counters);
+    1 KiB each leaves room for members added at run time.
+
+    The size changes seldom (32 MiB, then doubling): a reload into another size starts an
+    empty dict, losing runtime states and the counts of requests old workers still serve.
+    Only pages in use take memory."""
+    size = 32
+    while size * 1024 < members:
+        size *= 2
+    return size
 
 
 # ---------------------------------------------------------------------------- commands
