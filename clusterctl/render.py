@@ -17,6 +17,7 @@ from typing import Any
 
 import jinja2
 
+from clusterctl import collector
 from clusterctl.drivers import driver_for, features
 from clusterctl.errors import RenderError
 from clusterctl.files import File as File  # re-exported: File, HostFiles and Raw lived here
@@ -125,6 +126,11 @@ def environment() -> jinja2.Environment:
 
 def render_frontend(inv: Inventory, fe: Frontend, root: str = "") -> HostFiles:
     """Every file clusterctl installs on `fe`, keyed by its real path on the host."""
+    with collector.paused():  # millions of strings, no cycles (see collector.py)
+        return _render_frontend(inv, fe, root)
+
+
+def _render_frontend(inv: Inventory, fe: Frontend, root: str) -> HostFiles:
     # Once per inventory, not per front end (a frozen model stays renderable): held by
     # identity with a strong reference, so the id of the one checked cannot be reused.
     if _checked[0] is not inv:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import gc
 import re
 import typing
 from pathlib import Path
 from typing import Any
 
+from clusterctl import collector
 from clusterctl.errors import InventoryError, Problem
 from clusterctl.model import checks as c
 from clusterctl.model.crossref import close_match, raw_references
@@ -189,13 +189,8 @@ def parse(text: str, file: str) -> Inventory:
     # A 20,000-server file makes about a million small objects and no reference cycles: the
     # collector's full passes over them, while they are being made, found nothing and cost a
     # fifth of the load. It runs again as before once the model is built.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with collector.paused():
         return _parse(text, file)
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _parse(text: str, file: str) -> Inventory:

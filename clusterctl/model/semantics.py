@@ -129,14 +129,14 @@ def check_semantics(inv: Inventory) -> list[Problem]:
                 r.add(
                     pool,
                     "sticky",
-                    f"pools[{inv.pools.index(pool)}].sticky",
+                    f"pools[{pool_index(inv, pool)}].sticky",
                     f"sticky cookies need HTTP, but tcp service {svc.name!r} uses this pool",
                 )
             if svc.mode == "http" and pool.health is not None and pool.health.type == "mysql":
                 r.add(
                     pool.health,
                     "type",
-                    f"pools[{inv.pools.index(pool)}].health.type",
+                    f"pools[{pool_index(inv, pool)}].health.type",
                     f"mysql check on a pool that http service {svc.name!r} uses; MySQL is "
                     f"not HTTP: give that service mode: tcp (or the pool an http check)",
                 )
@@ -181,7 +181,7 @@ def _check_pool_modes(inv: Inventory, r: _Report) -> None:
                 r.add(
                     pool,
                     "name",
-                    f"pools[{inv.pools.index(pool)}]",
+                    f"pools[{pool_index(inv, pool)}]",
                     f"used by both http and tcp services ({svc.name!r} is {svc.mode}); "
                     f"give each mode its own pool",
                 )
@@ -266,7 +266,7 @@ def _check_frontend(inv: Inventory, fe: Frontend, where: str, r: _Report) -> Non
     for svc in frontend_services(inv, fe):
         findings += driver.check_service(fe, svc, where)
         for pool in service_pools(inv, svc):
-            findings += driver.check_pool(fe, pool, f"pools[{inv.pools.index(pool)}]")
+            findings += driver.check_pool(fe, pool, f"pools[{pool_index(inv, pool)}]")
     for obj, key, path, message in findings:
         r.add(obj, key, path, message)
 
