@@ -222,3 +222,20 @@ def test_vrrp_and_status_commands_name_the_holder(pair: tuple[labmod.LabInfo, In
         line = next(ln for ln in run.stdout.splitlines() if ln.startswith("vrrp "))
         assert line.startswith(want), line
         assert f"{holder} MASTER (holds it)" in line and f"{other} BACKUP" in line
+
+
+def test_lab_load_targets_the_virtual_address(pair: tuple[labmod.LabInfo, Inventory]) -> None:
+    import subprocess
+    import sys
+
+    info, _inv = pair
+    argv = [sys.executable, "-m", "clusterctl", "lab", "load", info.name, "--vip"]
+    run = subprocess.run(
+        [*argv, "--duration", "1", "--clients", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("vip: ") and " 0 failed" in run.stdout, run.stdout
