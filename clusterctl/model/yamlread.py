@@ -51,6 +51,8 @@ class YAMLRefused(Exception):
 class Map(dict[Any, Any]):
     """A YAML mapping, with the position of the mapping, of each key and of each value."""
 
+    __slots__ = ("at", "keys_at", "values_at")  # one per mapping of the file: no __dict__
+
     def __init__(self, at: tuple[int, int]) -> None:
         super().__init__()
         self.at = at
@@ -60,6 +62,8 @@ class Map(dict[Any, Any]):
 
 class Seq(list[Any]):
     """A YAML list, with the position of the list and of each item."""
+
+    __slots__ = ("at", "items_at")
 
     def __init__(self, at: tuple[int, int]) -> None:
         super().__init__()
