@@ -56,6 +56,8 @@ def _plain_text(value: Any) -> str:
     bad = _FORBIDDEN.search(value)
     if bad:
         raise CheckFailed(f"must not contain control or line-break character {bad.group()!r}")
+    if value.isascii():
+        return value  # no surrogate is ASCII: the encode below would only copy it
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:

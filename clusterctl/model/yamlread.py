@@ -26,7 +26,6 @@ MAX_DEPTH = 64
 # No field takes a number anywhere near this long; Python refuses to convert past 4,300 digits.
 MAX_INT_DIGITS = 64
 
-_NULL = re.compile(r"~|null|Null|NULL|")
 _BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
 _INT = re.compile(r"[-+]?(0x[0-9a-fA-F_]+|0o[0-7_]+|0b[01_]+|[0-9][0-9_]*)")
 _FLOAT = re.compile(
@@ -81,15 +80,12 @@ class Empty:
 
 def _scalar(value: str) -> Any:
     """A plain (unquoted) scalar by the YAML 1.2 core schema."""
-    # Only these can start a null, a boolean or a number: anything else is text as it stands.
-    if value[:1] not in _TYPED_START:
-        return value
+    # A number starts with one of these; anything else is a null or boolean word or text as
+    # it stands. Keys such as `name` come here too.
+    if value[:1] not in _NUMBER_START:
+        return _WORDS.get(value, value)
     if value.isdigit() and value.isascii():
         return int(value) if len(value) <= MAX_INT_DIGITS else LongNumber(len(value))
-    if _NULL.fullmatch(value):
-        return None
-    if value in _BOOL:
-        return _BOOL[value]
     if _INT.fullmatch(value):
         sign = -1 if value[0] == "-" else 1
         body = value.lstrip("+-").replace("_", "")
@@ -107,8 +103,9 @@ def _scalar(value: str) -> Any:
     return value
 
 
-# The empty string too ("" is null): every pattern above needs one of these first.
-_TYPED_START = frozenset("~nNtTfF+-.0123456789") | {""}
+_NUMBER_START = frozenset("+-.0123456789")
+# The core schema's nulls ("" included) and booleans.
+_WORDS: dict[str, Any] = {"~": None, "null": None, "Null": None, "NULL": None, "": None, **_BOOL}
 
 
 def _short(text: str) -> str:
