@@ -248,6 +248,10 @@ def assert_rolled_back_everywhere(lab: Lab, run: Run, before: dict[str, Any]) ->
     assert_all_serve_valid(lab)
 
 
+def _page(kind: str) -> str:
+    return f"{CONFIG[kind].rsplit('/', 1)[0]}/clusterctl-pages/extra.html"
+
+
 def test_b_a_taken_port_is_refused_before_the_reload(lab: Lab, base: dict[str, Any]) -> None:
     """Another process listens on the new service's port: the bind preflight (plan's facts)
     names it and nothing is replaced or reloaded. (A port taken after the plan, when only the
@@ -270,8 +274,9 @@ def test_b_a_taken_port_is_refused_before_the_reload(lab: Lab, base: dict[str, A
         assert lab.not_reloaded(pids) == {}
         assert_all_serve_valid(lab)
         assert left(lab, 1) == {
-            fe.name: {"status": "refused", "changes": [CONFIG[fe.kind]], "pending": False,
-                      "temps": []}
+            # The new service's own unavailable page comes with it (pages are per service).
+            fe.name: {"status": "refused", "changes": sorted([CONFIG[fe.kind], _page(fe.kind)]),
+                      "pending": False, "temps": []}
             for fe in lab.frontends
         }  # fmt: skip
     converge(lab)  # with the port free again, the same change goes through
