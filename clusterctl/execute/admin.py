@@ -2,14 +2,13 @@
 
 Each kind by its own mechanism, which its driver describes as data (the Commands to run and
 how to read their answers; admin_views.py runs them): HAProxy's runtime API on the admin
-socket, Apache's balancer-manager. nginx open source has no runtime API, so its drain is a
-re-render with the node out and a graceful reload (the same apply path as `clusterctl apply`).
+socket, Apache's balancer-manager, nginx's Lua balancer socket. nginx without the Lua module has
+no runtime API: its drain is a re-render with the node out and a graceful reload, a whole apply
+that orchestrate/rerender.py makes; this module only reads what such a front end runs now.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import shlex
 from typing import cast
 
 from clusterctl.drivers import driver_for
@@ -30,14 +29,9 @@ from clusterctl.execute.admin_views import (
     run_command,
     set_live_state,
 )
-from clusterctl.execute.apply import apply_host
-from clusterctl.execute.gather import gather
 from clusterctl.execute.ssh import Remote
-from clusterctl.facts import HostFacts, LiveFile
 from clusterctl.model.queries import host_port
 from clusterctl.model.schema import Frontend, Inventory
-from clusterctl.plan import plan_host
-from clusterctl.render import render_frontend
 
 __all__ = [
     "AdminError",
@@ -55,21 +49,6 @@ __all__ = [
 ]
 
 # ---------------------------------------------------------------------------- nginx
-
-
-def with_states(inv: Inventory, states: dict[str, str]) -> Inventory:
-    """The inventory with some nodes' admin states changed in every pool: a pure override."""
-    pools = tuple(
-        dataclasses.replace(
-            p,
-            servers=tuple(
-                dataclasses.replace(s, state=states[s.name]) if s.name in states else s
-                for s in p.servers
-            ),
-        )
-        for p in inv.pools
-    )
-    return dataclasses.replace(inv, pools=pools)
 
 
 def _nginx_marker(address: str, port: int) -> bytes:
@@ -117,55 +96,6 @@ def _nginx_upstream(conf: bytes | None, pool: str) -> bytes | None:
     return conf.split(head, 1)[1].split(b"}", 1)[0]
 
 
-def _nginx_conf(files: dict[str, LiveFile], fe: Frontend) -> bytes | None:
-    live = files.get(driver_for("nginx").paths(fe).config)
-    return live.content if live is not None and live.exists else None
-
-
-def nginx_drift(inv: Inventory, fe: Frontend, facts: HostFacts, live: dict[str, str]) -> list[str]:
-    """Files nginx runs that this inventory, with the live server states, would change."""
-    return [c.path for c in plan_host(with_states(inv, live), fe, facts).changes]
-
-
-def _nginx_checked(
-    remote: Remote, inv: Inventory, fe: Frontend
-) -> tuple[HostFacts, dict[str, str]]:
-    """The host's facts and live states, once the live config is known to be this inventory's."""
-    secret = {p: f.secret for p, f in render_frontend(inv, fe).items()}
-    facts = gather(remote, fe, secret)
-    live = nginx_live_states(inv, fe, _nginx_conf(facts.files, fe))
-    drift = nginx_drift(inv, fe, facts, live)
-    if drift:
-        src = shlex.quote(inv.source) if inv.source else "INVENTORY.yaml"
-        raise AdminError(
-            f"{fe.name}: nginx runs a config that this inventory would change beyond server "
-            f"states ({', '.join(drift)}); a drain puts no unreviewed change live: review and "
-            f"apply it first: clusterctl plan -i {src} --limit {fe.name}"
-        )
-    return facts, live
-
-
-def nginx_apply(
-    remote: Remote, inv: Inventory, fe: Frontend, node: str, state: str, others: dict[str, str]
-) -> None:
-    """Re-render with `node` in `state` and reload gracefully; nothing else may change.
-
-    Every other node keeps the state nginx runs it in now (a node drained by an earlier
-    `clusterctl drain` stays drained), then `others` (states this process set) on top. The live
-    config must be what this inventory renders with those states: a drain never puts an
-    unreviewed change live, so when they differ the drain is refused with a pointer to plan.
-    """
-    facts, live = _nginx_checked(remote, inv, fe)
-    runtime = {n: st for n, st in live.items() if n != node}
-    wanted = with_states(inv, {**runtime, **others, node: state})
-    hp = plan_host(wanted, fe, facts)
-    result = apply_host(remote, wanted, fe, hp)
-    if result.status not in ("changed", "unchanged"):
-        raise AdminError(
-            f"{fe.name}: nginx reload with the new server state failed: {result.message}"
-        )
-
-
 def nginx_conf(remote: Remote, fe: Frontend) -> bytes | None:
     """The nginx config the host runs now (None when it has none)."""
     path = driver_for("nginx").paths(fe).config
@@ -198,34 +128,20 @@ def nginx_sessions(remote: Remote, fe: Frontend, address: str, port: int) -> int
 # ---------------------------------------------------------------------------- by control
 
 
-def _control(fe: Frontend, remote: Remote | None = None) -> str:
+def control(fe: Frontend, remote: Remote | None = None) -> str:
+    """The runtime control this front end runs (drivers/base.py names them)."""
     driver = driver_for(fe.kind)
-    control = driver.control
+    how: str = driver.control
     # A kind whose interface depends on what the host has (nginx: its Lua balancer, with the
     # module) asks the host which one it runs.
     probe = getattr(driver, "control_probe", None)
     if probe is not None and remote is not None:
-        control = driver.control_from(run_command(remote, fe, probe(fe), "read"))  # type: ignore[attr-defined]
-    if not control:
+        how = driver.control_from(run_command(remote, fe, probe(fe), "read"))  # type: ignore[attr-defined]
+    if not how:
         raise AdminError(
             f"{fe.name}: a {fe.kind} front end has no runtime control clusterctl can drive"
         )
-    return control
-
-
-def preflight(remote: Remote, inv: Inventory, fe: Frontend) -> None:
-    """Before a drain, restore or rollout touches anything: can this front end take it?
-
-    A front end changed by re-rendering must run exactly this inventory's config.
-    """
-    if _control(fe, remote) == "rerender":
-        _nginx_checked(remote, inv, fe)
-
-
-def _runtime_set(
-    remote: Remote, inv: Inventory, fe: Frontend, node: str, state: str, others: dict[str, str]
-) -> None:
-    set_live_state(remote, fe, node, state)
+    return how
 
 
 def _runtime_views(remote: Remote, inv: Inventory, fe: Frontend) -> list[ServerView]:
@@ -248,12 +164,6 @@ def _rerender_views(remote: Remote, inv: Inventory, fe: Frontend) -> list[Server
     ]
 
 
-_SETTERS = {
-    "admin-socket": _runtime_set,
-    "balancer-manager": _runtime_set,
-    "lua-socket": _runtime_set,
-    "rerender": nginx_apply,
-}
 _VIEWS = {
     "admin-socket": _runtime_views,
     "balancer-manager": _runtime_views,
@@ -268,20 +178,26 @@ def set_state(
     fe: Frontend,
     node: str,
     state: str,
-    others: dict[str, str] | None = None,
+    how: str | None = None,
 ) -> None:
-    """Put `node` in `state` (ready | drain | maint) on one front end, by its kind's control.
+    """Put `node` in `state` (ready | drain | maint) through the front end's runtime interface.
 
-    `others` are runtime states of other nodes that must hold too (a re-render sets all).
+    `how`: its control when the caller has asked the host already. A front end changed only by
+    re-rendering has none: orchestrate/rerender.py plans and applies that change.
     """
     if not node_pools(inv, fe, node):
         return
-    _SETTERS[_control(fe, remote)](remote, inv, fe, node, state, others or {})
+    if (how or control(fe, remote)) == "rerender":
+        raise AdminError(
+            f"{fe.name}: changes a server's state only by re-rendering its config "
+            "(orchestrate/rerender.set_state)"
+        )
+    set_live_state(remote, fe, node, state)
 
 
 def views(remote: Remote, inv: Inventory, fe: Frontend) -> list[ServerView]:
     """Every server of this front end's pools as it sees them now."""
-    return _VIEWS[_control(fe, remote)](remote, inv, fe)
+    return _VIEWS[control(fe, remote)](remote, inv, fe)
 
 
 def node_sessions(remote: Remote, inv: Inventory, fe: Frontend, node: str) -> int:

@@ -23,6 +23,7 @@ from clusterctl.execute.endpoints import frontend_endpoints, server_endpoints
 from clusterctl.execute.group import run_group
 from clusterctl.execute.ssh import Remote
 from clusterctl.model.schema import Frontend, Inventory
+from clusterctl.orchestrate import rerender
 from clusterctl.ui import plural
 
 PROGRESS_EVERY = 2.0  # seconds between progress events during a wait
@@ -88,7 +89,7 @@ class Cluster:
 
         def one(fe: Frontend, remote: Remote) -> None:
             with self._fe_locks[fe.name]:
-                admin.set_state(remote, self.inv, fe, node, state, others)
+                rerender.set_state(remote, self.inv, fe, node, state, others)
 
         self.each_frontend(one)
 
@@ -127,7 +128,7 @@ def open_cluster(inv: Inventory) -> Iterator[Cluster]:
 def preflight(cluster: Cluster) -> None:
     """Every front end can take runtime changes now; checked before anything is changed."""
     inv = cluster.inv
-    cluster.each_frontend(lambda fe, r: admin.preflight(r, inv, fe))
+    cluster.each_frontend(lambda fe, r: rerender.preflight(r, inv, fe))
 
 
 def live_out(cluster: Cluster) -> dict[str, str]:

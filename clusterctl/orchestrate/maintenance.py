@@ -69,7 +69,7 @@ def changes(pools: list[Pool], on: bool) -> list[Change]:
 
 def _runtime(remote: Remote, fe: Frontend) -> None:
     """Refuse a front end whose members change only by re-rendering: it has no switch."""
-    if admin._control(fe, remote) == "rerender" or not driver_for(fe.kind).runtime_changes:
+    if admin.control(fe, remote) == "rerender" or not driver_for(fe.kind).runtime_changes:
         raise ClusterctlError(
             f"{fe.name}: this {fe.kind} front end has no runtime interface for a maintenance "
             "switch; set pools[].maintenance: true in the inventory and apply"

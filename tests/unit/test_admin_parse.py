@@ -23,18 +23,17 @@ from clusterctl.execute.admin import (
     ServerView,
     apache_set,
     apache_view,
-    nginx_drift,
     nginx_live_states,
     nginx_sessions,
     node_sessions,
     parse_balancer_manager,
     parse_haproxy_stat,
-    with_states,
 )
 from clusterctl.execute.ssh import Result
 from clusterctl.facts import HostFacts, LiveFile
 from clusterctl.model import parse
 from clusterctl.model.schema import Frontend, Inventory
+from clusterctl.orchestrate.rerender import nginx_drift, with_states
 from clusterctl.render import render_frontend
 
 DATA = Path(__file__).resolve().parent / "data" / "admin"

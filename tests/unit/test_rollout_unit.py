@@ -16,11 +16,12 @@ import pytest
 from clusterctl import rollout as ro
 from clusterctl.errors import ClusterctlError
 from clusterctl.execute import admin, deploy
-from clusterctl.execute.admin import AdminError, with_states
+from clusterctl.execute.admin import AdminError
 from clusterctl.execute.apply import StepFailed
 from clusterctl.execute.ssh import Result
 from clusterctl.model import parse
 from clusterctl.model.schema import Inventory
+from clusterctl.orchestrate.rerender import with_states
 
 INV = """
 cluster: c
