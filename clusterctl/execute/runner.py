@@ -17,7 +17,7 @@ from clusterctl.execute import lockreport, quorum
 from clusterctl.execute.apply import HostResult, StepFailed, apply_host
 from clusterctl.execute.endpoints import frontend_endpoints
 from clusterctl.execute.gather import gather
-from clusterctl.execute.ssh import Endpoint, Remote
+from clusterctl.execute.ssh import Endpoint, Remote, shared_sessions
 from clusterctl.model import vrrp
 from clusterctl.model.schema import Frontend, Inventory
 from clusterctl.plan import HostPlan, Plan, plan_host, render_host, unreachable
@@ -107,7 +107,22 @@ def cluster_lock(
     notify: Callable[[str], None] = quorum.say,
 ) -> Iterator[lockmod.LockInfo]:
     """Hold the cluster lock (a majority of all its hosts) while the body runs. A release that
-    fails, or a lock lost meanwhile, fails the command with the way out."""
+    fails, or a lock lost meanwhile, fails the command with the way out.
+
+    The lock's sessions are shared (ssh.shared_sessions) with what the body opens: the facts
+    and apply of a host run over the connection that took its lock."""
+    with shared_sessions(), _held_lock(inv, command, wait, ssh_config, notify) as info:
+        yield info
+
+
+@contextmanager
+def _held_lock(
+    inv: Inventory,
+    command: str,
+    wait: float,
+    ssh_config: Path | None,
+    notify: Callable[[str], None],
+) -> Iterator[lockmod.LockInfo]:
     held = quorum.ClusterLock(
         quorum.voters(inv, ssh_config), lockmod.new_lock(command), _inventory_path(inv), notify
     )

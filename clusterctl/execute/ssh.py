@@ -10,7 +10,8 @@ import shlex
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -122,8 +123,17 @@ class Remote:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _sudo: Sudo | None = None
 
+    shared: bool = False  # one of shared_sessions()' connections: `with` keeps it open
+
     @classmethod
     def connect(cls, ep: Endpoint) -> Remote:
+        """A session to ep: inside shared_sessions(), the one already open to it, if alive."""
+        pool = _pool
+        return cls.open(ep) if pool is None else pool.get(ep)
+
+    @classmethod
+    def open(cls, ep: Endpoint) -> Remote:
+        """A new session to ep, whatever is shared."""
         jump_client = None
         sock: Any = None
         if ep.jump is not None:
@@ -149,7 +159,19 @@ class Remote:
             raise
         return cls(ep, client, jump_client)
 
+    def alive(self) -> bool:
+        transport = self.client.get_transport()
+        return transport is not None and transport.is_active()
+
     def close(self) -> None:
+        """Close the session for good (a shared one leaves the pool: whoever closes it on
+        purpose, e.g. after it broke or hung, wants the next user to get a fresh one)."""
+        pool = _pool
+        if self.shared and pool is not None:
+            pool.forget(self)
+        self._close()
+
+    def _close(self) -> None:
         if self._sudo is not None:
             self._sudo.close()
             self._sudo = None
@@ -161,12 +183,13 @@ class Remote:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        if not self.shared or _pool is None:
+            self.close()
 
     def reconnect(self) -> None:
         """Replace a dropped session with a new one to the same host (same checks)."""
-        fresh = Remote.connect(self.ep)
-        self.close()
+        fresh = Remote.open(self.ep)
+        self._close()
         self.client, self._jump = fresh.client, fresh._jump
 
     def lost(self, step: str | None, argv: list[str] | tuple[str, ...], exc: object) -> SSHError:
@@ -218,11 +241,14 @@ class Remote:
         """
         if not (sudo and self.ep.sudo and self.ep.user != "root"):
             return self.exec_argv(list(argv), stdin, timeout, step)
-        if self._sudo is None:
-            from clusterctl.execute.sudo import Sudo
+        # One sudo command at a time per session: its askpass state is the session's, and a
+        # shared session has several users (the lock's renewals beside apply's steps).
+        with self._lock:
+            if self._sudo is None:
+                from clusterctl.execute.sudo import Sudo
 
-            self._sudo = Sudo(self)
-        result = self._sudo.run(list(argv), stdin, timeout, step)
+                self._sudo = Sudo(self)
+            result = self._sudo.run(list(argv), stdin, timeout, step)
         return Result(tuple(argv), result.rc, result.out, result.err)
 
     def sh(
@@ -237,6 +263,62 @@ class Remote:
         return self.run(
             ["sh", "-c", script, "clusterctl", *args], stdin=stdin, sudo=sudo, step=step
         )
+
+
+class _Pool:
+    """The sessions of one shared_sessions() block, one per endpoint."""
+
+    def __init__(self) -> None:
+        self._open: dict[Endpoint, Remote] = {}
+        self._opening: dict[Endpoint, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def get(self, ep: Endpoint) -> Remote:
+        with self._guard:
+            opening = self._opening.setdefault(ep, threading.Lock())
+        with opening:  # two threads asking for one host at once share one handshake
+            with self._guard:
+                remote = self._open.get(ep)
+            if remote is not None and remote.alive():
+                return remote
+            if remote is not None:
+                remote.close()
+            remote = Remote.open(ep)
+            remote.shared = True
+            with self._guard:
+                self._open[ep] = remote
+            return remote
+
+    def forget(self, remote: Remote) -> None:
+        with self._guard:
+            if self._open.get(remote.ep) is remote:
+                del self._open[remote.ep]
+
+    def close(self) -> None:
+        with self._guard:
+            remotes, self._open = list(self._open.values()), {}
+        for remote in remotes:
+            remote._close()
+
+
+_pool: _Pool | None = None
+
+
+@contextmanager
+def shared_sessions() -> Iterator[None]:
+    """Within the block, Remote.connect gives every user the one session open to a host (the
+    lock's, the facts', apply's): a handshake and login per host per command, not three. A
+    nested block shares the outer one's."""
+    global _pool
+    if _pool is not None:
+        yield
+        return
+    _pool = pool = _Pool()
+    try:
+        yield
+    finally:
+        _pool = None
+        pool.close()
 
 
 def _open_client(ep: Endpoint, sock: Any) -> paramiko.SSHClient:
