@@ -5,6 +5,8 @@ installs is on the host byte for byte as rendered (private keys by checksum only
 owner and mode; HAProxy's admin socket is root's alone; the admin port refuses other hosts
 (Apache's balancer-manager answers on 127.0.0.1 only). Per backend: the health URL, asked on
 the node itself, answers as the inventory expects, with the expected release if one is given.
+Per VRRP member: keepalived runs with every group it is in (its files are checked as the
+front end's); per VRRP group: the virtual address is on exactly one member (vrrp.py).
 
 The checks are a pytest module (checks.py) run in a pytest subprocess over testinfra's ssh
 backend with strict host keys (targets.py writes the ssh_config). pytest's own report is not
@@ -99,15 +101,20 @@ class VerifyReport:
                 t.skipped += 1
             else:
                 t.failed.append(c.check)
-        hosts = sorted(tallies, key=lambda h: (tallies[h].role == "backend", h))
+        # Front ends, backends, then VRRP groups (a group's check is on all its members).
+        order = {"backend": 1, "vrrp": 2}
+        hosts = sorted(tallies, key=lambda h: (order.get(tallies[h].role, 0), h))
         lines = [tallies[h].line(h) for h in hosts]
+        groups = [h for h in hosts if tallies[h].role == "vrrp"]
         for c in self.failed:
             first, *rest = c.message.splitlines() or [""]
             lines.append(f"FAILED {c.host} {c.check}: {first}")
             lines.extend(f"    {ln}" for ln in rest)
         bad = {c.host for c in self.failed}
+        checked = plural(len(hosts) - len(groups), "host")
+        checked += f" and {plural(len(groups), 'vrrp group')}" if groups else ""
         lines.append(
-            f"verify: {plural(len(hosts), 'host')} checked, {len(bad)} failed "
+            f"verify: {checked} checked, {len(bad)} failed "
             f"({plural(len(self.checks), 'check')}, {len(self.failed)} failed)"
         )
         return lines

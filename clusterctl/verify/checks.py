@@ -12,7 +12,6 @@ Every failure is one message naming the host and what is wrong, raised with pyte
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -22,14 +21,15 @@ from clusterctl.errors import ClusterctlError
 from clusterctl.facts import manifest_path
 from clusterctl.model.queries import host_port
 from clusterctl.plan import prunable
+from clusterctl.verify import vrrp
 from clusterctl.verify.plugin import HOST_PROPERTY, RELEASE_PROPERTY, ROLE_PROPERTY
-from clusterctl.verify.probes import http_probe, listening, tcp_connect
+from clusterctl.verify.probes import fail as _fail
+from clusterctl.verify.probes import http_probe, listening, reach, tcp_connect
 from clusterctl.verify.targets import (
     BackendTarget,
     Connections,
     Expected,
     FrontendTarget,
-    HostUnreachable,
     Listener,
     Settings,
     Targets,
@@ -37,6 +37,11 @@ from clusterctl.verify.targets import (
     make_targets,
     server_present,
     server_version,
+)
+from clusterctl.verify.vrrp import keepalived as keepalived
+from clusterctl.verify.vrrp import test_keepalived_running as test_keepalived_running
+from clusterctl.verify.vrrp import (
+    test_vrrp_address_on_one_member as test_vrrp_address_on_one_member,
 )
 
 __all__ = [
@@ -51,6 +56,7 @@ __all__ = [
     "test_frontend_server_running",
     "test_haproxy_admin_socket_private",
     "test_installed_file",
+    *vrrp.__all__,
 ]
 
 
@@ -64,7 +70,8 @@ def targets() -> Targets:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """One test per front end, per installed file, per backend (ids name the host)."""
     names = set(metafunc.fixturenames)
-    if not names & {"frontend", "haproxy_frontend", "apache_frontend", "rendered_file", "backend"}:
+    per_host = {"frontend", "haproxy_frontend", "apache_frontend", "rendered_file", "backend"}
+    if not names & (per_host | {"vrrp_member", "vrrp_group"}):
         return
     t = targets()
     by_kind: dict[str, list[str]] = {}
@@ -81,6 +88,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("rendered_file", files, ids=[f"{h}:{p}" for h, p in files])
     if "backend" in names:
         metafunc.parametrize("backend", [b.name for b in t.backends])
+    if "vrrp_member" in names:
+        metafunc.parametrize("vrrp_member", vrrp.vrrp_members(t))
+    if "vrrp_group" in names:
+        metafunc.parametrize("vrrp_group", vrrp.vrrp_groups(t))
 
 
 # ------------------------------------------------------------------------------ fixtures
@@ -124,16 +135,17 @@ def record_host(request: pytest.FixtureRequest) -> None:
     params: dict[str, Any] = getattr(getattr(request.node, "callspec", None), "params", {})
     t = targets()
     kinds = {fe.name: fe.kind for fe in t.frontends}
-    for key in ("frontend", "haproxy_frontend", "apache_frontend", "rendered_file"):
+    for key in ("frontend", "haproxy_frontend", "apache_frontend", "rendered_file", "vrrp_member"):
         if key in params:
             value = params[key]
             name = value[0] if isinstance(value, tuple) else str(value)
             request.node.user_properties.append((HOST_PROPERTY, name))
             request.node.user_properties.append((ROLE_PROPERTY, kinds.get(name, "frontend")))
             return
-    if "backend" in params:
-        request.node.user_properties.append((HOST_PROPERTY, str(params["backend"])))
-        request.node.user_properties.append((ROLE_PROPERTY, "backend"))
+    for key, role in (("backend", "backend"), ("vrrp_group", "vrrp")):
+        if key in params:
+            request.node.user_properties.append((HOST_PROPERTY, str(params[key])))
+            request.node.user_properties.append((ROLE_PROPERTY, role))
 
 
 def _fe(conn: Connections, name: str) -> FrontendTarget:
@@ -142,19 +154,6 @@ def _fe(conn: Connections, name: str) -> FrontendTarget:
 
 def _be(conn: Connections, name: str) -> BackendTarget:
     return next(b for b in conn.targets.backends if b.name == name)
-
-
-def _fail(message: str) -> None:
-    pytest.fail(message, pytrace=False)
-
-
-@contextmanager
-def reach(name: str) -> Iterator[None]:
-    """A host ssh cannot run commands on fails the check in one line naming it."""
-    try:
-        yield
-    except HostUnreachable as exc:
-        raise pytest.fail.Exception(f"{name}: {exc}", pytrace=False) from None
 
 
 def _tcp_sockets(sockets: list[str]) -> str:

@@ -1,10 +1,18 @@
-"""Probes run on a checked host through testinfra: a TCP connect, an HTTP GET, a listener."""
+"""Probes run on a checked host through testinfra (a TCP connect, an HTTP GET, a listener), and
+how a check fails."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from clusterctl.verify.targets import Listener
+import pytest
+
+from clusterctl.errors import HostUnreachable
+
+if TYPE_CHECKING:
+    from clusterctl.verify.targets import Listener
 
 
 def tcp_connect(host: Any, address: str, port: int, timeout: int = 5) -> int:
@@ -50,3 +58,17 @@ def listening(sockets: list[str], want: Listener) -> bool:
         return True
     family_any = ("::", want.port) if ":" in want.address else ("0.0.0.0", want.port)  # noqa: S104
     return family_any in found or ("::", want.port) in found
+
+
+def fail(message: str) -> NoReturn:
+    """Fail the check with one message and no traceback (no local variable is ever shown)."""
+    pytest.fail(message, pytrace=False)
+
+
+@contextmanager
+def reach(name: str) -> Iterator[None]:
+    """A host ssh cannot run commands on fails the check in one line naming it."""
+    try:
+        yield
+    except HostUnreachable as exc:
+        raise pytest.fail.Exception(f"{name}: {exc}", pytrace=False) from None

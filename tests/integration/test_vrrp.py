@@ -19,6 +19,7 @@ from clusterctl.loadgen import Load
 from clusterctl.model import load
 from clusterctl.model.schema import Inventory
 from clusterctl.orchestrate import failover as fo
+from clusterctl.verify import verify_checks
 
 NAME = "tvrrp"
 
@@ -239,3 +240,37 @@ def test_lab_load_targets_the_virtual_address(pair: tuple[labmod.LabInfo, Invent
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("vip: ") and " 0 failed" in run.stdout, run.stdout
+
+
+def test_verify_checks_keepalived_and_that_one_member_holds_the_address(
+    pair: tuple[labmod.LabInfo, Inventory],
+) -> None:
+    info, inv = pair
+    g = inv.vrrp[0]
+    holder = wait_one_holder(inv)
+    other = next(m for m in g.members if m != holder)
+    report = verify_checks(info.inventory_path, None, [])
+    assert report.failed == [], report.summary()
+    passed = {(c.host, c.check) for c in report.checks if c.outcome == "passed"}
+    for m in g.members:
+        assert (m, f"test_keepalived_running[{m}]") in passed, passed
+        assert (m, f"test_installed_file[{m}:/etc/keepalived/keepalived.conf]") in passed, passed
+    assert (g.name, f"test_vrrp_address_on_one_member[{g.name}]") in passed, passed
+    # The backup's keepalived stopped and the address put on it by hand too: a split brain.
+    vip_cidr = f"{g.address} dev {g.interface}"
+    ssh(info, other, f"/srv/lab/bin/lab-service keepalived stop && ip addr add {vip_cidr}")
+    try:
+        broken = verify_checks(info.inventory_path, None, ["-k", "keepalived or vrrp"])
+    finally:
+        ssh(info, other, f"ip addr del {vip_cidr}; /srv/lab/bin/lab-service keepalived start")
+    said = {c.check: c.message for c in broken.failed}
+    states = ", ".join(f"{m} {'MASTER' if m == holder else 'DOWN'}" for m in g.members)
+    assert said == {
+        f"test_keepalived_running[{other}]": f"{other}: keepalived is not running",
+        f"test_vrrp_address_on_one_member[{g.name}]": (
+            f"{g.name}: {g.address} is on {' and '.join(g.members)}, not on exactly one ({states})"
+        ),
+    }, broken.summary()
+    assert "verify: 2 hosts and 1 vrrp group checked, 2 failed" in broken.summary()[-1]
+    assert wait_one_holder(inv) == holder
+    assert get(f"http://{vip(info)}/") == 200
