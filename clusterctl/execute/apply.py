@@ -20,6 +20,7 @@ from typing import Literal
 from clusterctl.drivers.control import ControlRefused
 from clusterctl.errors import ClusterctlError
 from clusterctl.execute.admin_views import run_changes
+from clusterctl.execute.chain import Part, sh_many
 from clusterctl.execute.gather import network_now
 from clusterctl.execute.reload import reload_and_confirm, server_pids
 from clusterctl.execute.scripts import SCRIPTS
@@ -86,12 +87,7 @@ def run_step(remote: Remote, fe: Frontend, step: Step) -> None:
         case PutFile():
             _put(remote, step.path, step.mode, f"{step.owner}:{step.group}", step.content)
         case RunScript():
-            res = remote.sh(SCRIPTS[step.script], *step.argv, step=step.phase)
-            if step.fails_as is not None and not res.ok:
-                words = _validator_words(res) if step.validator else res.words()
-                raise StepFailed(
-                    step.fails_as, words.replace(step.hide, "") if step.hide else words
-                )
+            _judge(step, remote.sh(SCRIPTS[step.script], *step.argv, step=step.phase))
         case Preflight():
             net, missing = network_now(remote, fe, list(step.dirs))
             found = problems(step.kind, step.config, net)
@@ -112,6 +108,47 @@ def run_step(remote: Remote, fe: Frontend, step: Step) -> None:
             run_changes(remote, fe, list(step.changes))
 
 
+def _judge(step: PutFile | RunScript, res: Result) -> None:
+    """What a file's write or a script's exit status means for the step: raise if it failed."""
+    if isinstance(step, PutFile):
+        _check(res, f"upload {step.path}")
+    elif step.fails_as is not None and not res.ok:
+        words = _validator_words(res) if step.validator else res.words()
+        raise StepFailed(step.fails_as, words.replace(step.hide, "") if step.hide else words)
+
+
+def _chains(steps: Sequence[Step]) -> list[list[Step]]:
+    """Consecutive writes and scripts together (one remote command each group, execute/chain.py);
+    every other step alone. Only a phase's own steps: fault points lie between phases."""
+    out: list[list[Step]] = []
+    for step in steps:
+        if (
+            isinstance(step, PutFile | RunScript)
+            and out
+            and isinstance(out[-1][-1], PutFile | RunScript)
+        ):
+            out[-1].append(step)
+        else:
+            out.append([step])
+    return out
+
+
+def _run_chain(remote: Remote, group: Sequence[Step]) -> None:
+    steps = [s for s in group if isinstance(s, PutFile | RunScript)]
+    parts = [
+        Part(SCRIPTS[s.script], s.argv, stdin=s.content, stop=True)
+        if isinstance(s, PutFile)
+        else Part(SCRIPTS[s.script], s.argv, stop=s.fails_as is not None)
+        for s in steps
+    ]
+    label = "upload" if isinstance(steps[0], PutFile) else steps[0].phase
+    results = sh_many(remote, parts, step=label)
+    for step, res in zip(steps, results, strict=False):
+        _judge(step, res)
+    if len(results) < len(steps):  # the chain's shell itself ended, in a step that may fail
+        raise StepFailed(steps[0].phase, f"the remote commands ended early: {results[-1].words()}")
+
+
 def _when(step: Step) -> When:
     return step.when if isinstance(step, RunScript) else "ok"
 
@@ -120,9 +157,11 @@ def run_phase(remote: Remote, fe: Frontend, steps: Sequence[Step]) -> None:
     """A phase's steps in order; then, on failure, its `failed` cleanups, and `always` ones
     whatever happened. A cleanup that fails never hides the failure that called it."""
     try:
-        for step in steps:
-            if _when(step) == "ok":
-                run_step(remote, fe, step)
+        for group in _chains([s for s in steps if _when(s) == "ok"]):
+            if len(group) == 1:
+                run_step(remote, fe, group[0])
+            else:
+                _run_chain(remote, group)
     except BaseException as exc:
         for step in steps:
             w = _when(step)
