@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from clusterctl import progress as waits
 from clusterctl.drivers import DRIVERS, driver_for
+from clusterctl.execute.chain import Part, sh_many
 from clusterctl.execute.ssh import Remote, quote
 from clusterctl.execute.steps import PATH, StepFailed, check
 from clusterctl.facts import parse_socket
@@ -29,9 +30,27 @@ _WORDS_RX = re.compile(r"ALERT|\[emerg\]|\[alert\]|:emerg\]|:alert\]|\[crit\]|:c
 
 # $1 pid file; $2 log: a file, "-" (the master's stderr) or "journal:PID:SINCE" as an earlier
 # call named it; $3 offset in the log or "-". The master's pid, its children (the workers),
-# the log's size and name, and what it gained since the offset.
+# the log's size and name, and what it gained since the offset. With $5 > 0 the host itself
+# polls first, every 100 ms up to $5 times, until something changes: a worker that is not one of
+# $4 (the workers before the reload), the master gone, or the log file no longer $6 bytes long:
+# one command then covers what would take several round trips.
 _WATCH = r"""pid=$(head -n 1 -- "$1" 2>/dev/null | tr -dc 0-9)
 log=$2
+i=0
+while [ "$i" -lt "${5:-0}" ]; do
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    for c in $(awk -v p="$pid" '$4 == p {print $1}' /proc/[0-9]*/stat 2>/dev/null); do
+      case " $4 " in *" $c "*) ;; *) i=$5 ;; esac
+    done
+  elif [ -n "$4" ]; then
+    break
+  fi
+  case $log in /*) [ "$(stat -c %s -- "$log" 2>/dev/null)" = "$6" ] || break ;; esac
+  [ "$i" -lt "$5" ] || break
+  sleep 0.1
+  i=$((i + 1))
+  pid=$(head -n 1 -- "$1" 2>/dev/null | tr -dc 0-9)
+done
 if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
   printf 'MASTER %s\n' "$pid"
   awk -v p="$pid" '$4 == p {print "CHILD", $1}' /proc/[0-9]*/stat 2>/dev/null
@@ -71,9 +90,33 @@ class Watch:
     text: list[str] = field(default_factory=list)
 
 
-def watch(remote: Remote, fe: Frontend, log: str = "-", offset: int | None = None) -> Watch:
+# How many 100 ms polls one watch command makes on the host while it waits for new workers
+# (each reads every process's stat: more often would cost the host more than it saves).
+HOST_POLLS = 8
+
+
+def watch(
+    remote: Remote,
+    fe: Frontend,
+    log: str = "-",
+    offset: int | None = None,
+    until: Watch | None = None,
+) -> Watch:
+    """The server's state now; with `until` (the previous look), the host waits first, a
+    little, for something to differ from it (see _WATCH)."""
     pid_file = driver_for(fe.kind).paths(fe).pid_file
-    res = remote.sh(_WATCH, pid_file, log, "-" if offset is None else str(offset), step="reload")
+    wait = (
+        ()
+        if until is None
+        else (
+            " ".join(map(str, sorted(until.children))) if until.master is not None else "",
+            str(HOST_POLLS),
+            "-" if until.size is None else str(until.size),
+        )
+    )
+    res = remote.sh(
+        _WATCH, pid_file, log, "-" if offset is None else str(offset), *wait, step="reload"
+    )
     w = Watch(log=log)
     for line in res.out.splitlines():
         tag, _, value = line.partition(" ")
@@ -139,7 +182,9 @@ def _confirm_in_place(
             return
         waited = time.monotonic() - started
         if res.rc != 3 or waited > timeout:
-            raise StepFailed("reload", f"not confirmed {waited:.1f} s after {quote(argv)}: {res.words()}")
+            raise StepFailed(
+                "reload", f"not confirmed {waited:.1f} s after {quote(argv)}: {res.words()}"
+            )
         time.sleep(0.1)
 
 
@@ -159,10 +204,14 @@ def reload_and_confirm(
         check(remote.sh(PATH + 'exec "$@"', *argv, step="start"), f"start ({quote(argv)})")
     else:
         hook = driver.before_reload(fe)
-        if hook is not None:
-            check(remote.sh(PATH + hook[0], *hook[1], step="reload"), "before reload")
         argv = driver.reload_argv(fe)
-        check(remote.sh(PATH + 'exec "$@"', *argv, step="reload"), f"reload ({quote(argv)})")
+        # The hook and the reload in one command; each still fails as itself.
+        parts = [Part(PATH + hook[0], tuple(hook[1]))] if hook is not None else []
+        parts.append(Part(PATH + 'exec "$@"', tuple(argv)))
+        done = sh_many(remote, parts, step="reload")
+        if hook is not None:
+            check(done[0], "before reload")
+        check(done[-1] if len(done) == len(parts) else done[0], f"reload ({quote(argv)})")
         confirm = driver.confirm_reload(fe)
         if confirm is not None:  # a reload in place (keepalived): no new workers to wait for
             _confirm_in_place(remote, confirm, argv, timeout)
@@ -187,8 +236,11 @@ def reload_and_confirm(
             f"{why} {waited:.1f} s after {quote(argv)}{': ' if words else ''}{'; '.join(words)}",
         )
 
+    now = before
     while True:
-        now = watch(remote, fe, log, offset)
+        asked = time.monotonic()
+        # The first look after a reload asked waits on the host for the workers to change.
+        now = watch(remote, fe, log, offset, until=now if offset is not None else None)
         if offset is None and now.size is not None:
             # A log first seen now (a fresh master's): what it held before is older runs'
             # history, which may hold an old failure; only what follows counts.
@@ -236,4 +288,5 @@ def reload_and_confirm(
             noted = time.monotonic()
             waited = f"{noted - started:.0f}s of {timeout:g}s"
             waits.reload_wait(fe.name, f"waiting for new {fe.kind} workers ({waited})")
-        time.sleep(0.1)
+        if time.monotonic() - asked < 0.05:  # the host did not wait (the master is gone)
+            time.sleep(0.05)
