@@ -27,7 +27,6 @@ from clusterctl.execute.admin_views import (
     read_live,
     run_changes,
     run_command,
-    set_live_state,
 )
 from clusterctl.execute.ssh import Remote
 from clusterctl.model.queries import host_port
@@ -98,7 +97,7 @@ def _nginx_upstream(conf: bytes | None, pool: str) -> bytes | None:
 
 def nginx_conf(remote: Remote, fe: Frontend) -> bytes | None:
     """The nginx config the host runs now (None when it has none)."""
-    path = driver_for("nginx").paths(fe).config
+    path = driver_for(fe.kind).paths(fe).config
     res = remote.sh('cat -- "$1"', path)
     return res.out.encode() if res.ok else None
 
@@ -170,29 +169,6 @@ _VIEWS = {
     "lua-socket": _runtime_views,
     "rerender": _rerender_views,
 }
-
-
-def set_state(
-    remote: Remote,
-    inv: Inventory,
-    fe: Frontend,
-    node: str,
-    state: str,
-    how: str | None = None,
-) -> None:
-    """Put `node` in `state` (ready | drain | maint) through the front end's runtime interface.
-
-    `how`: its control when the caller has asked the host already. A front end changed only by
-    re-rendering has none: orchestrate/rerender.py plans and applies that change.
-    """
-    if not node_pools(inv, fe, node):
-        return
-    if (how or control(fe, remote)) == "rerender":
-        raise AdminError(
-            f"{fe.name}: changes a server's state only by re-rendering its config "
-            "(orchestrate/rerender.set_state)"
-        )
-    set_live_state(remote, fe, node, state)
 
 
 def views(remote: Remote, inv: Inventory, fe: Frontend) -> list[ServerView]:

@@ -9,6 +9,7 @@ SSH private key or come from where those live (any .ssh folder, a lab's state fo
 from __future__ import annotations
 
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from clusterctl.errors import Problem
@@ -60,8 +61,10 @@ def artifact_problem(local: Path) -> str | None:
     return why
 
 
-def _read_tls_file(local: Path) -> bytes:
-    """A TLS file's bytes, once it is clear where the path really leads (links, ../)."""
+def read_shippable(local: Path, limit: int, too_big: Callable[[Path], str]) -> bytes:
+    """A local file's bytes to ship, once it is clear where the path really leads (links, ../):
+    a regular file of at most `limit` bytes that is no system file, secret or SSH key.
+    ValueError says why not (`too_big(real)` when it is over the limit)."""
     real = local.resolve()
     why = shipping_problem(real, b"")
     if why:
@@ -69,13 +72,20 @@ def _read_tls_file(local: Path) -> bytes:
     info = real.stat()
     if not stat.S_ISREG(info.st_mode):
         raise ValueError(f"{real} is not a regular file")
-    if info.st_size > MAX_TLS_FILE:
-        raise ValueError(f"{real} is larger than 1 MiB; not a PEM file")
+    if info.st_size > limit:
+        raise ValueError(too_big(real))
     data = real.read_bytes()
     why = shipping_problem(real, data)
     if why:
         raise ValueError(why)
     return data
+
+
+def _read_tls_file(local: Path) -> bytes:
+    """A TLS file's bytes."""
+    return read_shippable(
+        local, MAX_TLS_FILE, lambda real: f"{real} is larger than 1 MiB; not a PEM file"
+    )
 
 
 def key_mismatch(cert: bytes, key: bytes) -> str | None:

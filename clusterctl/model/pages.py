@@ -8,32 +8,23 @@ place or an SSH key. Each kind sends it from a buffer (HAProxy's http-error is b
 
 from __future__ import annotations
 
-import stat
 from pathlib import Path
 
 from clusterctl.errors import Problem
-from clusterctl.model.localfiles import resolve_local, shipping_problem
+from clusterctl.model.localfiles import read_shippable, resolve_local
 from clusterctl.model.schema import Inventory, Pos
 
 MAX_PAGE = 8 * 1024
 
 
 def _read_page(local: Path) -> bytes:
-    real = local.resolve()
-    why = shipping_problem(real, b"")
-    if why:
-        raise ValueError(why)
-    info = real.stat()
-    if not stat.S_ISREG(info.st_mode):
-        raise ValueError(f"{real} is not a regular file")
-    if info.st_size > MAX_PAGE:
-        raise ValueError(f"is larger than {MAX_PAGE // 1024} KiB (HAProxy sends it from a buffer)")
-    data = real.read_bytes()
-    why = shipping_problem(real, data)
-    if why is None and b"PRIVATE KEY-----" in data:
-        why = "holds a private key, not a page"
-    if why:
-        raise ValueError(why)
+    data = read_shippable(
+        local,
+        MAX_PAGE,
+        lambda _: f"is larger than {MAX_PAGE // 1024} KiB (HAProxy sends it from a buffer)",
+    )
+    if b"PRIVATE KEY-----" in data:
+        raise ValueError("holds a private key, not a page")
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -14,6 +14,7 @@ import shlex
 from clusterctl.drivers import driver_for
 from clusterctl.execute import admin
 from clusterctl.execute.admin import AdminError, nginx_live_states, node_pools
+from clusterctl.execute.admin_views import set_live_state
 from clusterctl.execute.apply import apply_host
 from clusterctl.execute.gather import gather
 from clusterctl.execute.ssh import Remote
@@ -92,17 +93,17 @@ def set_state(
     state: str,
     others: dict[str, str] | None = None,
 ) -> None:
-    """Put `node` in `state` (ready | drain | maint) on one front end, by its kind's control.
+    """Put `node` in `state` (ready | drain | maint) on one front end, by its kind's control:
+    its runtime interface, or (none there) a re-render.
 
     `others` are runtime states of other nodes that must hold too (a re-render sets all).
     """
     if not node_pools(inv, fe, node):
         return
-    control = admin.control(fe, remote)
-    if control == "rerender":
+    if admin.control(fe, remote) == "rerender":
         nginx_apply(remote, inv, fe, node, state, others or {})
     else:
-        admin.set_state(remote, inv, fe, node, state, control)
+        set_live_state(remote, fe, node, state)
 
 
 def preflight(remote: Remote, inv: Inventory, fe: Frontend) -> None:

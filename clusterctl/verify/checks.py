@@ -74,15 +74,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if not names & (per_host | {"vrrp_member", "vrrp_group"}):
         return
     t = targets()
-    by_kind: dict[str, list[str]] = {}
-    for fe in t.frontends:
-        by_kind.setdefault(fe.kind, []).append(fe.name)
     if "frontend" in names:
         metafunc.parametrize("frontend", [fe.name for fe in t.frontends])
+    # By what the driver says the kind has, not by its name: a runtime API on an admin socket
+    # (HAProxy), a balancer-manager page (Apache).
     if "haproxy_frontend" in names:
-        metafunc.parametrize("haproxy_frontend", by_kind.get("haproxy", []))
+        metafunc.parametrize("haproxy_frontend", [fe.name for fe in t.frontends if fe.admin_socket])
     if "apache_frontend" in names:
-        metafunc.parametrize("apache_frontend", by_kind.get("apache", []))
+        manager = [fe.name for fe in t.frontends if fe.control == "balancer-manager"]
+        metafunc.parametrize("apache_frontend", manager)
     if "rendered_file" in names:
         files = t.files()
         metafunc.parametrize("rendered_file", files, ids=[f"{h}:{p}" for h, p in files])

@@ -94,6 +94,7 @@ class FrontendTarget:
     listeners: tuple[Listener, ...]
     admin_port: int
     admin_socket: str  # HAProxy's runtime API socket; "" for other kinds
+    control: str  # the runtime control the driver names (drivers/base.py)
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ def _frontend_target(inv: Inventory, fe: Frontend) -> FrontendTarget:
         listeners=tuple(sorted(listeners, key=lambda ln: (ln.port, ln.address))),
         admin_port=fe.admin_port,
         admin_socket=driver_for(fe.kind).admin_socket(fe),
+        control=driver_for(fe.kind).control,
     )
 
 
