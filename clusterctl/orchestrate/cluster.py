@@ -27,6 +27,9 @@ from clusterctl.orchestrate import rerender
 from clusterctl.ui import plural
 
 PROGRESS_EVERY = 2.0  # seconds between progress events during a wait
+# Between two looks at the front ends while waiting: each look is a round trip over the open
+# sessions, so a short pause costs little and ends the wait soon after the state changed.
+POLL = 0.05
 
 # What a rollout event says about its step; `--output json` consumers match on these words.
 EventStatus = Literal["start", "ok", "failed", "progress"]
@@ -186,7 +189,7 @@ def wait_idle(
         if now - last_progress >= PROGRESS_EVERY:
             last_progress = now
             emit(Event(node, step, "progress", now - t1, f"sessions still open: {open_text}"))
-        time.sleep(0.25)
+        time.sleep(POLL)
 
 
 def drain(cluster: Cluster, node: str, timeout: float, cut: bool, emit: Emit) -> float:
@@ -208,7 +211,10 @@ def maint(cluster: Cluster, node: str, timeout: float, cut: bool, emit: Emit) ->
 def restore(
     cluster: Cluster, node: str, emit: Emit, timeout: float = 60.0, state: str = "ready"
 ) -> None:
-    """Back to `state` on every front end; for ready, wait until each reports the node up."""
+    """Back to `state` on every front end; for ready, wait until each reports the node up.
+
+    The wait follows what each front end's health check says (admin.node_up), polled every
+    POLL seconds, and ends at the first look where every one has it up."""
     inv = cluster.inv
     t0 = time.monotonic()
     emit(Event(node, "restore", "start", 0.0, "" if state == "ready" else f"back to {state}"))
@@ -218,9 +224,9 @@ def restore(
         if all(ups):
             break
         if time.monotonic() - t0 > timeout:
-            down = [fe.name for fe, up in zip(inv.frontends, ups, strict=True) if not up]
+            down = [fe.name for fe, ok in zip(inv.frontends, ups, strict=True) if not ok]
             raise StepFailed(
                 "restore", f"not reported up by {', '.join(down)} after {timeout:.0f}s"
             )
-        time.sleep(0.25)
+        time.sleep(POLL)
     emit(Event(node, "restore", "ok", time.monotonic() - t0))
