@@ -15,9 +15,9 @@ import urllib.parse
 from dataclasses import dataclass
 
 from clusterctl.drivers.control import (
+    ALL_CHANGES,
     AdminState,
     Change,
-    ChangeKind,
     Command,
     ControlRefused,
     Health,
@@ -29,7 +29,7 @@ from clusterctl.drivers.control import (
 )
 from clusterctl.model.queries import host_port
 
-ALL: frozenset[ChangeKind] = frozenset({"state", "weight", "add", "remove"})
+ALL = ALL_CHANGES
 # Free member slots each balancer reserves for members added at run time (ProxySet growth).
 GROWTH = 8
 

@@ -25,6 +25,7 @@ ViewState = Literal["ready", "drain", "maint", "down"]
 Health = Literal["up", "down", "unknown"]
 # What a change to pool members can be, by the runtime path each kind offers.
 ChangeKind = Literal["state", "weight", "add", "remove"]
+ALL_CHANGES: frozenset[ChangeKind] = frozenset({"state", "weight", "add", "remove"})
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import io
 import re
 
 from clusterctl.drivers.control import (
+    ALL_CHANGES,
     AdminState,
     Change,
     ChangeKind,
@@ -27,7 +28,7 @@ from clusterctl.drivers.control import (
 )
 from clusterctl.model.queries import host_port
 
-ALL: frozenset[ChangeKind] = frozenset({"state", "weight", "add", "remove"})
+ALL = ALL_CHANGES
 # Algorithms whose weights change at run time and whose backends take `add server`
 # (`source` hashes into a static map: HAProxy refuses both there).
 DYNAMIC = frozenset({"roundrobin", "leastconn", "random", "first"})

@@ -21,9 +21,9 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from clusterctl.drivers.control import (
+    ALL_CHANGES,
     AdminState,
     Change,
-    ChangeKind,
     Command,
     ControlRefused,
     Health,
@@ -56,7 +56,7 @@ PLACEHOLDER_TEXT = (
     b"clusterctl: nginx's control socket lives here (root only; the Lua balancer's members).\n"
 )
 MODULE_NAME = "clusterctl-balancer.lua"
-ALL: frozenset[ChangeKind] = frozenset({"state", "weight", "add", "remove"})
+ALL = ALL_CHANGES
 NO_LUA = (
     f"the host has no {PACKAGE} ({', '.join(PROBE_FILES)}): pool members change by reload; "
     f"install it (apt-get install {PACKAGE}) for runtime changes"
