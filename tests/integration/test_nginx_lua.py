@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import shutil
 import subprocess
 import threading
@@ -32,6 +31,7 @@ from clusterctl.model import load
 from tests.helpers.backends import HttpBackend
 from tests.helpers.frontends import RunningFrontend, free_port, have, launch, short_root
 from tests.helpers.http import request
+from tests.helpers.wrk import WrkLoad
 from tests.integration.labfixtures import Lab as LabHosts
 from tests.integration.labfixtures import cli, own_lab, server
 
@@ -295,55 +295,8 @@ def test_a_reload_keeps_runtime_states_and_a_restart_comes_up_as_the_file_says(l
 # wrk is the client: it never resends, so a cut keep-alive connection is a socket error.
 
 LAB = "tnl"
-POST_SCRIPT = 'wrk.method = "POST"\nwrk.body = "x=1&y=2"\n'
 LAB_TEST = pytest.mark.lab
 WRK_MAX = 90  # seconds: wrk is stopped (SIGINT, it prints its counts) once the change is done
-
-
-@dataclass
-class Wrk:
-    """wrk's own counts for one run."""
-
-    requests: int
-    socket_errors: int
-    non_2xx: int
-    text: str
-
-
-def parse_wrk(text: str) -> Wrk:
-    done = re.search(r"(\d+) requests in", text)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    assert done, text
-    return Wrk(
-        int(done[1]),
-        sum(int(x) for x in sock.groups()) if sock else 0,
-        int(bad[1]) if bad else 0,
-        text,
-    )
-
-
-class WrkLoad:
-    """Keep-alive GETs and POSTs through the front end while a change runs (8 connections)."""
-
-    def __init__(self, url: str, workdir: Path) -> None:
-        script = workdir / "post.lua"
-        script.write_text(POST_SCRIPT)
-        base = ["wrk", "-t1", "-c4", f"-d{WRK_MAX}s", "--timeout", "10s"]
-        self.procs = [
-            subprocess.Popen([*base, url], stdout=subprocess.PIPE, text=True),
-            subprocess.Popen([*base, "-s", str(script), url], stdout=subprocess.PIPE, text=True),
-        ]
-        time.sleep(1)  # both are connected and sending
-
-    def stop(self) -> list[Wrk]:
-        out = []
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(2)  # SIGINT: wrk stops and prints what it counted
-            text, _ = p.communicate(timeout=30)
-            out.append(parse_wrk(text))
-        return out
 
 
 @dataclass
@@ -411,7 +364,7 @@ def test_lab_rollout_through_nginx_under_wrk_fails_nothing_and_never_reloads(rig
     before = {rig.fe: rig.lab.pids(rig.fe)}
     inv = str(rig.lab.inventory)
     pinned = pin(rig.url, "be2")
-    load = WrkLoad(rig.url, rig.work)
+    load = WrkLoad({rig.fe: rig.url}, rig.work, connections=4, max_seconds=WRK_MAX)
     try:
         run = cli("rollout", "-i", inv, "--version", "1.1.0")
         drained = cli("drain", "-i", inv, "be2")
@@ -421,7 +374,7 @@ def test_lab_rollout_through_nginx_under_wrk_fails_nothing_and_never_reloads(rig
         fresh = {http_get(rig.url)[0] for _ in range(9)}
         restored = cli("restore", "-i", inv, "be2")
     finally:
-        counts = load.stop()
+        counts = list(load.stop()[rig.fe].values())  # GET, POST
     assert run.rc == 0, run
     assert "rolled out 1.1.0 to be1, be2, be3" in run.out
     assert drained.rc == 0 and restored.rc == 0, (drained, restored)
@@ -454,7 +407,7 @@ def _remove_be3(servers: list[dict[str, Any]], info: Any) -> None:
 @LAB_TEST
 def test_lab_member_applies_under_wrk_go_at_run_time(rig: LabRig) -> None:
     before = {rig.fe: rig.lab.pids(rig.fe)}
-    load = WrkLoad(rig.url, rig.work)
+    load = WrkLoad({rig.fe: rig.url}, rig.work, connections=4, max_seconds=WRK_MAX)
     said = []
     try:
         for change in (_drain_be1, None, _add_be4, _weigh_be4, _remove_be3):
@@ -465,7 +418,7 @@ def test_lab_member_applies_under_wrk_go_at_run_time(rig: LabRig) -> None:
                 status = cli("status", "-i", str(rig.lab.inventory)).out
                 assert f"{rig.fe} app/be4: ready, health up" in status, status
     finally:
-        counts = load.stop()
+        counts = list(load.stop()[rig.fe].values())  # GET, POST
     for out in said:
         assert "no reload (runtime: " in out, out
     assert "app/be1 state drain" in said[0] and "app/be1 state ready" in said[1]
