@@ -18,6 +18,7 @@ from clusterctl.drivers.apache_control import (
 )
 from clusterctl.drivers.control import Change, Command, ControlRefused, Live, ServerView
 from clusterctl.drivers.haproxy_control import parse_haproxy_stat
+from clusterctl.execute.chain import Part, sh_many
 from clusterctl.execute.ssh import Remote
 from clusterctl.model.queries import frontend_pools
 from clusterctl.model.queries import node_pools as node_pools
@@ -57,8 +58,16 @@ def run_command(remote: Remote, fe: Frontend, cmd: Command, step: str = "runtime
 
 def read_live(remote: Remote, fe: Frontend) -> Live:
     driver = driver_for(fe.kind)
-    outputs = [run_command(remote, fe, c, "read") for c in driver.read_commands(fe)]
-    return driver.parse_live(fe, outputs)
+    cmds = driver.read_commands(fe)
+    if len(cmds) < 2 or any(c.retry_while for c in cmds):
+        return driver.parse_live(fe, [run_command(remote, fe, c, "read") for c in cmds])
+    # Several reads (nginx's Lua balancer): one round trip, each still failing as itself.
+    parts = [Part('exec "$@"', tuple(c.argv), stdin=c.stdin or None) for c in cmds]
+    results = sh_many(remote, parts, step="read")
+    for cmd, res in zip(cmds, results, strict=False):
+        if not res.ok:
+            raise AdminError(f"{fe.name}: {cmd.what or cmd.argv[0]}: {res.words()}")
+    return driver.parse_live(fe, [res.out for res in results])
 
 
 def run_changes(
