@@ -1,11 +1,14 @@
-"""Time `clusterctl apply` against labs of 1, 5 and 20 front ends (kinds mixed).
+"""Time `clusterctl apply` against labs of 1, 5, 20 and 50 front ends (kinds mixed).
 
 For each size: `clusterctl lab up NAME --frontends haproxy,nginx,apache,...`, then a first
 apply (every front end gets its config and reloads), a no-op apply and a no-op plan, all run
 as a user runs them (the CLI as a subprocess), then `clusterctl lab down NAME`, whatever
-happens. Prints one table.
+happens. Prints one table, then each size's times as a ratio of the smallest size's (the goal:
+20 front ends at most 1.3x the time of 1, 50 at most 2x). `--kinds haproxy` makes every front
+end HAProxy (as bench/ansible_compare.py does).
 
-Usage: sudo .venv/bin/python bench/apply_scale.py [--sizes 1,5,20] [--forks 10] [--prefix bench]
+Usage: sudo .venv/bin/python bench/apply_scale.py [--sizes 1,5,20,50] [--forks 0] [--prefix bench]
+  [--kinds haproxy,nginx,apache]   (--forks 0: clusterctl's own default)
 """
 
 from __future__ import annotations
@@ -69,9 +72,10 @@ def inventory_for(info: labmod.LabInfo, path: Path) -> Path:
     return path
 
 
-def measure(name: str, size: int, forks: int, workdir: Path) -> Row:
-    kinds = [KINDS[i % len(KINDS)] for i in range(size)]
-    mix = ", ".join(f"{kinds.count(k)} {k}" for k in KINDS if k in kinds)
+def measure(name: str, size: int, forks: int, workdir: Path, mix_of: tuple[str, ...]) -> Row:
+    kinds = [mix_of[i % len(mix_of)] for i in range(size)]
+    mix = ", ".join(f"{kinds.count(k)} {k}" for k in mix_of if k in kinds)
+    fork_args = ["--forks", str(forks)] if forks else []
     run("lab", "down", name)
     try:
         rc, out, err, up_s = run(
@@ -87,12 +91,12 @@ def measure(name: str, size: int, forks: int, workdir: Path) -> Row:
         finally:
             lab.close_ssh()
         inv = str(inventory_for(info, workdir / f"{name}.yaml"))
-        rc, out, err, first = run("apply", "-i", inv, "--yes", "--forks", str(forks))
+        rc, out, err, first = run("apply", "-i", inv, "--yes", *fork_args)
         if rc != 0:
             raise SystemExit(f"first apply on {name} failed:\n{out}\n{err}")
-        rc, out, err, noop = run("apply", "-i", inv, "--yes", "--forks", str(forks))
+        rc, out, err, noop = run("apply", "-i", inv, "--yes", *fork_args)
         note = "" if rc == 0 and "nothing to do" in out else f"no-op apply said: {err or out}"
-        rc, out, err, plan = run("plan", "-i", inv, "--detailed-exitcode", "--forks", str(forks))
+        rc, out, err, plan = run("plan", "-i", inv, "--detailed-exitcode", *fork_args)
         if rc != 0:
             note += f" plan after apply exited {rc}"
         return Row(size, mix, up_s, first, noop, plan, note.strip())
@@ -102,8 +106,9 @@ def measure(name: str, size: int, forks: int, workdir: Path) -> Row:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", default="1,5,20", help="front-end counts, comma-separated")
-    parser.add_argument("--forks", type=int, default=10, help="clusterctl --forks")
+    parser.add_argument("--sizes", default="1,5,20,50", help="front-end counts, comma-separated")
+    parser.add_argument("--forks", type=int, default=0, help="clusterctl --forks (0: default)")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="front-end kinds, in turn")
     parser.add_argument("--prefix", default="bench", help="lab names are PREFIX<size>")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -113,7 +118,8 @@ def main() -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     rows = []
     for size in (int(s) for s in args.sizes.split(",") if s.strip()):
-        row = measure(f"{args.prefix}{size}", size, args.forks, workdir)
+        kinds = tuple(k for k in args.kinds.split(",") if k)
+        row = measure(f"{args.prefix}{size}", size, args.forks, workdir, kinds)
         rows.append(row)
         print(
             f"{row.frontends} front ends: first apply {row.first_apply:.2f}s, "
@@ -121,7 +127,8 @@ def main() -> int:
             file=sys.stderr,
         )
     load = os.getloadavg()[0]
-    print(f"\nclusterctl apply, --forks {args.forks}, {os.cpu_count()} CPUs, load {load:.1f}")
+    forks = args.forks or "default"
+    print(f"\nclusterctl apply, --forks {forks}, {os.cpu_count()} CPUs, load {load:.1f}")
     header = f"{'front ends':>10}  {'kinds':<28} {'lab up':>7} {'first apply':>12} {'no-op apply':>12} {'no-op plan':>11}"
     print(header)
     print("-" * len(header))
@@ -130,6 +137,15 @@ def main() -> int:
             f"{r.frontends:>10}  {r.kinds:<28} {r.lab_up:>6.2f}s {r.first_apply:>11.2f}s "
             f"{r.noop_apply:>11.2f}s {r.noop_plan:>10.2f}s" + (f"  ({r.note})" if r.note else "")
         )
+    if len(rows) > 1:
+        base = rows[0]
+        print(f"\nratios to {base.frontends} front end(s):")
+        for r in rows[1:]:
+            print(
+                f"{r.frontends:>10}  first apply {r.first_apply / base.first_apply:.2f}x, "
+                f"no-op apply {r.noop_apply / base.noop_apply:.2f}x, "
+                f"no-op plan {r.noop_plan / base.noop_plan:.2f}x"
+            )
     return 1 if any(r.note for r in rows) else 0
 
 

@@ -134,7 +134,7 @@ def render(
 def plan(
     inventory: Inventory,
     limit: Limit = None,
-    forks: Forks = 10,
+    forks: Forks = 50,
     detailed_exitcode: Annotated[
         bool,
         typer.Option("--detailed-exitcode", help="Exit 0 no changes, 2 changes pending, 1 error."),
@@ -199,7 +199,7 @@ def apply(
     ] = None,
     inventory: OptionalInventory = None,
     limit: Limit = None,
-    forks: Forks = 10,
+    forks: Forks = 50,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     lock_wait: LockWait = 0.0,
 ) -> None:

@@ -24,6 +24,10 @@ from clusterctl.plan import HostPlan, Plan, plan_host, render_host, unreachable
 
 Progress = Callable[[str, str], None]
 
+# Hosts worked on at once (the CLI's --forks default too): every host of most clusters, each
+# its own thread waiting on its own SSH session; a bound all the same for very large ones.
+DEFAULT_FORKS = 50
+
 
 def _quiet(host: str, step: str) -> None:
     pass
@@ -57,7 +61,7 @@ def _plan_one(inv: Inventory, fe: Frontend, ep: Endpoint) -> HostPlan:
 def make_plan(
     inv: Inventory,
     limit: list[str] | None = None,
-    forks: int = 10,
+    forks: int = DEFAULT_FORKS,
     ssh_config: Path | None = None,
 ) -> Plan:
     targets = select(inv, limit)
@@ -165,7 +169,7 @@ def _apply_one(
 def execute_plan(
     inv: Inventory,
     plan: Plan,
-    forks: int = 10,
+    forks: int = DEFAULT_FORKS,
     progress: Progress = _quiet,
     ssh_config: Path | None = None,
 ) -> list[HostResult]:
