@@ -27,7 +27,7 @@ from pathlib import Path
 
 from clusterctl.errors import ClusterctlError
 from clusterctl.ui import plural
-from clusterctl.verify.plugin import ENV_REPORT, Check, HostTally
+from clusterctl.verify.plugin import ENV_REPORT, Check, HostTally, host_order
 from clusterctl.verify.targets import (
     ENV_INVENTORY,
     ENV_LAB,
@@ -101,9 +101,7 @@ class VerifyReport:
                 t.skipped += 1
             else:
                 t.failed.append(c.check)
-        # Front ends, backends, then VRRP groups (a group's check is on all its members).
-        order = {"backend": 1, "vrrp": 2}
-        hosts = sorted(tallies, key=lambda h: (order.get(tallies[h].role, 0), h))
+        hosts = host_order(tallies)
         lines = [tallies[h].line(h) for h in hosts]
         groups = [h for h in hosts if tallies[h].role == "vrrp"]
         for c in self.failed:

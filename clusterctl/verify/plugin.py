@@ -40,6 +40,12 @@ class HostTally:
         return f"{host:<12} {self.role:<8} {state:<6} {', '.join(parts)}{release}"
 
 
+def host_order(tallies: dict[str, HostTally]) -> list[str]:
+    """Front ends, then backends, then VRRP groups (a group's check is on all its members)."""
+    order = {"backend": 1, "vrrp": 2}
+    return sorted(tallies, key=lambda h: (order.get(tallies[h].role, 0), h))
+
+
 @dataclass(frozen=True)
 class Check:
     """One check's outcome: its host, its name (pytest's test id) and, failed, why."""
@@ -102,9 +108,8 @@ class Tally:
         if not self.hosts:
             return
         terminalreporter.section("clusterctl verify: per host")
-        hosts = self.hosts
-        for host in sorted(hosts, key=lambda h: (hosts[h].role == "backend", h)):
-            terminalreporter.write_line(hosts[host].line(host))
+        for host in host_order(self.hosts):
+            terminalreporter.write_line(self.hosts[host].line(host))
 
 
 PLUGIN_NAME = "clusterctl-verify-tally"
