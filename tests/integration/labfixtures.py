@@ -67,6 +67,13 @@ TLS_FILES = {  # where the `secure` service's certificate and key land on each k
         "/etc/apache2/tls/secure.key": (0o600, True),
     },
 }
+
+
+def page_path(kind: str, service: str) -> str:
+    """Where a service's own unavailable page lands beside the kind's config."""
+    return f"{CONFIG[kind].rsplit('/', 1)[0]}/clusterctl-pages/{service}.html"
+
+
 TLS_PORT = 443
 
 
@@ -538,6 +545,7 @@ __all__ = [
     "keepalive_load",
     "needs_root",
     "own_lab",
+    "page_path",
     "plan_json",
     "results_table",
     "wait_serving",

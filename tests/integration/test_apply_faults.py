@@ -37,6 +37,7 @@ from tests.integration.labfixtures import (
     http_get,
     needs_root,
     own_lab,
+    page_path,
     results_table,
     wait_serving,
 )
@@ -248,10 +249,6 @@ def assert_rolled_back_everywhere(lab: Lab, run: Run, before: dict[str, Any]) ->
     assert_all_serve_valid(lab)
 
 
-def _page(kind: str) -> str:
-    return f"{CONFIG[kind].rsplit('/', 1)[0]}/clusterctl-pages/extra.html"
-
-
 def test_b_a_taken_port_is_refused_before_the_reload(lab: Lab, base: dict[str, Any]) -> None:
     """Another process listens on the new service's port: the bind preflight (plan's facts)
     names it and nothing is replaced or reloaded. (A port taken after the plan, when only the
@@ -275,7 +272,7 @@ def test_b_a_taken_port_is_refused_before_the_reload(lab: Lab, base: dict[str, A
         assert_all_serve_valid(lab)
         assert left(lab, 1) == {
             # The new service's own unavailable page comes with it (pages are per service).
-            fe.name: {"status": "refused", "changes": sorted([CONFIG[fe.kind], _page(fe.kind)]),
+            fe.name: {"status": "refused", "changes": sorted([CONFIG[fe.kind], page_path(fe.kind, "extra")]),
                       "pending": False, "temps": []}
             for fe in lab.frontends
         }  # fmt: skip
@@ -318,8 +315,9 @@ def test_c_probe_fails_after_a_good_reload_and_rolls_back(lab: Lab, base: dict[s
         for fe in lab.frontends:  # rolled back for real: nothing bound on the vip any more
             assert not lab.ssh(fe.name, "ss -Htln 'sport = :8088'").out.strip()
         assert left(lab, 2) == {
-            fe.name: {"status": "change", "changes": [CONFIG[fe.kind]], "pending": False,
-                      "temps": []}
+            fe.name: {"status": "change",
+                      "changes": sorted([CONFIG[fe.kind], page_path(fe.kind, "vip")]),
+                      "pending": False, "temps": []}
             for fe in lab.frontends
         }  # fmt: skip
 

@@ -25,6 +25,7 @@ from tests.integration.labfixtures import (
     http_get,
     needs_root,
     own_lab,
+    page_path,
     results_table,
     wait_serving,
 )
@@ -109,7 +110,9 @@ def test_tls_turned_off_removes_the_keys_and_certificates(lab: Lab) -> None:
     hosts = {h["host"]: h for h in json.loads(plan.out)["hosts"]}
     for fe in lab.frontends:
         deleted = sorted(f["path"] for f in hosts[fe.name]["files"] if f["action"] == "delete")
-        assert deleted == sorted(TLS_FILES[fe.kind]), hosts[fe.name]
+        # The service's own unavailable page goes with it.
+        gone = [*TLS_FILES[fe.kind], page_path(fe.kind, "secure")]
+        assert deleted == sorted(gone), hosts[fe.name]
     text = cli("plan", "-i", str(lab.inventory))
     for fe in lab.frontends:
         for path in TLS_FILES[fe.kind]:
