@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from clusterctl.files import File
 from clusterctl.model.semantics import frontend_services, service_pools
 
 if TYPE_CHECKING:
     from clusterctl.drivers.base import Driver
     from clusterctl.model.schema import Frontend, Inventory
-    from clusterctl.render import File
 
 # The page a service shows when none is given: plain, so it says nothing about the site.
 DEFAULT_PAGE = (
@@ -58,8 +58,6 @@ def view(inv: Inventory, fe: Frontend, driver: Driver, root: str) -> dict[str, A
 
 def files(inv: Inventory, fe: Frontend, driver: Driver) -> dict[str, File]:
     """The unavailable pages of the front end's http services."""
-    from clusterctl.render import File
-
     out: dict[str, File] = {}
     for svc in frontend_services(inv, fe):
         if svc.mode != "http":
