@@ -10,17 +10,12 @@ enabled for its family), and every port must be free or held by the running serv
 from __future__ import annotations
 
 import ipaddress
-import re
 from dataclasses import dataclass
 
+from clusterctl.drivers import driver_for
 from clusterctl.facts import Network, Socket
 from clusterctl.model.queries import host_port
 
-_BIND_RX = {
-    "haproxy": re.compile(r"^\s*bind\s+(\S+)", re.M),
-    "nginx": re.compile(r"^\s*listen\s+([^;\s]+)", re.M),
-    "apache": re.compile(r"^\s*Listen\s+(\S+)", re.M),
-}
 WILDCARD = "*"
 
 
@@ -54,7 +49,7 @@ def _split(spec: str) -> Bind | None:
 
 def config_binds(kind: str, text: str) -> list[Bind]:
     """The TCP listeners of a rendered config (unix sockets and the like are not ours)."""
-    rx = _BIND_RX.get(kind)
+    rx = driver_for(kind).bind_rx
     if rx is None:
         return []
     found = (_split(m.group(1)) for m in rx.finditer(text))
@@ -131,19 +126,9 @@ def problems(kind: str, config: str, net: Network) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-# Directives naming a file the server creates at start (logs, sockets, pid and state files):
-# the folder it goes in must exist on the host. Not the folders the kind's own start script
-# makes (Apache's run and lock folders: apache2ctl creates them).
-_DIR_RX = {
-    "haproxy": re.compile(r"^\s*(?:stats socket|server-state-file|pidfile)\s+(\S+)", re.M),
-    "nginx": re.compile(r"^\s*(?:error_log|access_log|pid|\w+_temp_path)\s+([^;\s]+)", re.M),
-    "apache": re.compile(r"^\s*(?:ErrorLog|CustomLog|PidFile)\s+(\S+)", re.M),
-}
-
-
 def named_dirs(kind: str, text: str) -> list[str]:
     """The folders a rendered config writes into (they must exist before it is loaded)."""
-    rx = _DIR_RX.get(kind)
+    rx = driver_for(kind).writes_rx
     if rx is None:
         return []
     found = set()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import shlex
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,6 +21,7 @@ from clusterctl.errors import ClusterctlError, RolloutFailed, SSHError
 from clusterctl.execute import records
 from clusterctl.execute.apply import StepFailed
 from clusterctl.execute.deploy import check_version, private_check, probe_node, run_deploy
+from clusterctl.execute.group import run_group
 from clusterctl.model.queries import base_dir
 from clusterctl.model.schema import Inventory, Server
 from clusterctl.orchestrate.batches import (
@@ -290,19 +290,26 @@ def run(inv: Inventory, opts: Options, emit: Emit) -> Report:
             except RolloutFailed as exc:
                 failure = exc
             if failure is None:
-                with ThreadPoolExecutor(max_workers=len(todo)) as pool:
-                    futures = [pool.submit(upgrade_node, cluster, s, opts, emit) for s in todo]
-                for future in futures:
-                    try:
-                        t = future.result()
-                    except RolloutFailed as exc:
-                        failure = failure or exc
+                # Every node of the batch runs to its end; none's failure hides another's.
+                group = run_group(
+                    todo, lambda s: s.name, lambda s: upgrade_node(cluster, s, opts, emit)
+                )
+                other: ClusterctlError | None = None
+                for outcome in group.outcomes:
+                    if isinstance(outcome.error, RolloutFailed):
+                        failure = failure or outcome.error
                         continue
+                    if outcome.error is not None or outcome.value is None:
+                        other = other or outcome.error
+                        continue
+                    t = outcome.value
                     # Nodes of the batch that made it are recorded even when another did not,
                     # so --resume does not upgrade them twice.
                     report.upgraded.append(t.node)
                     report.times.append(t)
                     done.add(t.node)
+                if other is not None and failure is None:
+                    raise other
             state["done"] = sorted(done)
             if failure is not None:
                 failure.continue_with(inv, opts.version)

@@ -78,6 +78,9 @@ LAB_MODULES = ("proxy", "proxy_http", "proxy_balancer", "slotmem_shm", "lbmethod
 
 class ApacheDriver(Driver):
     kind = "apache"
+    bind_rx = re.compile(r"^\s*Listen\s+(\S+)", re.M)
+    # Apache's run and lock folders are apache2ctl's to make.
+    writes_rx = re.compile(r"^\s*(?:ErrorLog|CustomLog|PidFile)\s+(\S+)", re.M)
     template = "apache/apache2.conf.j2"
     defaults = KindPaths(
         config="/etc/apache2/apache2.conf",

@@ -110,6 +110,12 @@ class Driver:
     # A line of that log announcing a failed reload (None: it announces none), and how long
     # the log must stay quiet after it before the failure is final.
     reload_failed_rx: ClassVar[re.Pattern[str] | None] = None
+    # What the bind preflight reads from a rendered config (clusterctl/preflight.py): the
+    # directive naming each TCP listener (group 1: [address:]port), and the directives naming
+    # a file the server creates at start, whose folder must exist (group 1: the path). Not the
+    # folders the kind's own start script makes. None: the kind has none of them.
+    bind_rx: ClassVar[re.Pattern[str] | None] = None
+    writes_rx: ClassVar[re.Pattern[str] | None] = None
     reload_quiet: ClassVar[float] = 0.5
     # The balance methods it can express.
     balance: ClassVar[frozenset[str]]

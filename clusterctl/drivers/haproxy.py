@@ -101,6 +101,8 @@ frontend lab-stats
 
 class HAProxyDriver(Driver):
     kind = "haproxy"
+    bind_rx = re.compile(r"^\s*bind\s+(\S+)", re.M)
+    writes_rx = re.compile(r"^\s*(?:stats socket|server-state-file|pidfile)\s+(\S+)", re.M)
     template = "haproxy/haproxy.cfg.j2"
     defaults = KindPaths(
         config="/etc/haproxy/haproxy.cfg",

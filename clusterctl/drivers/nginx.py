@@ -98,6 +98,8 @@ http {{
 
 class NginxDriver(Driver):
     kind = "nginx"
+    bind_rx = re.compile(r"^\s*listen\s+([^;\s]+)", re.M)
+    writes_rx = re.compile(r"^\s*(?:error_log|access_log|pid|\w+_temp_path)\s+([^;\s]+)", re.M)
     template = "nginx/nginx.conf.j2"
     defaults = KindPaths(
         config="/etc/nginx/nginx.conf", tls_dir="/etc/nginx/tls", pid_file="/run/nginx.pid"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from clusterctl.execute import lockreport, quorum
 from clusterctl.execute.apply import HostResult, StepFailed, apply_host
 from clusterctl.execute.endpoints import frontend_endpoints
 from clusterctl.execute.gather import gather
+from clusterctl.execute.group import run_group
 from clusterctl.execute.ssh import Endpoint, Remote, shared_sessions
 from clusterctl.model import vrrp
 from clusterctl.model.schema import Frontend, Inventory
@@ -67,9 +67,13 @@ def make_plan(
     targets = select(inv, limit)
     targets += vrrp.units(inv, [fe.name for fe in targets])  # members' keepalived
     eps = vrrp.with_units(inv, frontend_endpoints(inv, ssh_config))
-    with ThreadPoolExecutor(max_workers=max(1, forks)) as pool:
-        hosts = list(pool.map(lambda fe: _plan_one(inv, fe, eps[fe.name]), targets))
-    return Plan(tuple(hosts))
+    # _plan_one turns a host's failure into its plan ("unreachable"): every host has one.
+    group = run_group(targets, _name, lambda fe: _plan_one(inv, fe, eps[fe.name]), forks)
+    return Plan(tuple(group.values()))
+
+
+def _name(fe: Frontend) -> str:
+    return fe.name
 
 
 def _inventory_path(inv: Inventory) -> str:
@@ -175,10 +179,10 @@ def execute_plan(
 ) -> list[HostResult]:
     eps = vrrp.with_units(inv, frontend_endpoints(inv, ssh_config))
     by_name = {fe.name: fe for fe in (*inv.frontends, *vrrp.units(inv))}
-    with ThreadPoolExecutor(max_workers=max(1, forks)) as pool:
-        return list(
-            pool.map(
-                lambda hp: _apply_one(inv, by_name[hp.host], eps[hp.host], hp, progress),
-                plan.hosts,
-            )
-        )
+    group = run_group(
+        plan.hosts,
+        lambda hp: hp.host,
+        lambda hp: _apply_one(inv, by_name[hp.host], eps[hp.host], hp, progress),
+        forks,
+    )
+    return group.values()
