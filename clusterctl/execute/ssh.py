@@ -93,6 +93,7 @@ def describe(argv: list[str] | tuple[str, ...]) -> str:
             if ln.strip() and not ln.strip().startswith(("#", "set "))
         ]
         first = lines[0] if lines else ""
+        first = first[2:] if first.startswith(": ") else first  # a label (execute/chain.py)
         first = first if len(first) <= 60 else first[:57] + "..."
         return f"{prefix}sh: {first}"
     return prefix + PurePosixPath(words[i]).name

@@ -86,3 +86,12 @@ def test_a_broken_chain_is_the_failure_of_the_part_it_was_in() -> None:
 def test_stdin_needs_a_part_that_stops() -> None:
     with pytest.raises(ValueError):
         chain_command([Part("cat", stdin=b"x", stop=False)])
+
+
+def test_verbose_names_a_chain_by_what_it_is_never_its_arguments() -> None:
+    from clusterctl.execute.ssh import describe
+
+    script, args, _ = chain_command([Part('printf "%s" "$1"', ("secret-value",)), Part("true")])
+    shown = describe(["sh", "-c", script, "sh", *args])
+    assert shown == "sh: chain of 2 scripts"
+    assert "secret-value" not in shown
