@@ -211,6 +211,12 @@ class Remote:
     ) -> Result:
         """Run argv as the login user; a dropped session is named with `step`."""
         started = time.monotonic()
+        if not self.alive():
+            if not self.shared:
+                raise self.lost(step, argv, "the session is closed")
+            # A shared session someone closed on purpose (it broke or hung for them): this
+            # user gets a fresh one to the same host, with the same checks.
+            self.reconnect()
         try:
             chan_in, chan_out, chan_err = self.client.exec_command(quote(argv), timeout=timeout)
             if stdin is not None:

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from clusterctl import lab as labmod
+from tests.helpers.wrk import Wrk, WrkLoad
 from tests.integration.labfixtures import Lab, cli, own_lab, server
-from tests.integration.test_nginx_lua import WrkLoad
 
 pytestmark = [pytest.mark.lab]
 LAB = "trm"
@@ -62,10 +62,14 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         yield r
 
 
-def _loads(rig: Rig, kinds: tuple[str, ...]) -> dict[str, WrkLoad]:
-    for k in kinds:
-        (rig.work / k).mkdir(exist_ok=True)
-    return {k: WrkLoad(rig.url(k), rig.work / k) for k in kinds}
+def _loads(rig: Rig, kinds: tuple[str, ...]) -> WrkLoad:
+    """A wrk GET and a wrk POST through each kind's front end, all at once."""
+    return WrkLoad({k: rig.url(k) for k in kinds}, rig.work)
+
+
+def _counts(load: WrkLoad) -> dict[str, list[Wrk]]:
+    """kind -> its GET and POST counts, once every wrk has stopped."""
+    return {k: list(by_method.values()) for k, by_method in load.stop().items()}
 
 
 def test_plan_says_which_path_each_host_takes(rig: Rig) -> None:
@@ -106,7 +110,7 @@ def test_member_applies_under_wrk_fail_nothing_and_never_reload(rig: Rig) -> Non
             assert run.rc == 0, run
             said.append((run.out, change))
     finally:
-        counts = {k: load.stop() for k, load in loads.items()}
+        counts = _counts(loads)
     for out, change in said:
         for host in hosts:
             line = next(ln for ln in out.splitlines() if ln.startswith(f"{host}: "))
@@ -133,7 +137,7 @@ def test_a_structural_change_on_haproxy_under_wrk_fails_nothing(rig: Rig) -> Non
         )
         assert run.rc == 0, run
     finally:
-        counts = loads["haproxy"].stop()
+        counts = _counts(loads)["haproxy"]
     assert "reloaded" in run.out, run
     for w in counts:
         assert w.requests > 100 and (w.socket_errors, w.non_2xx) == (0, 0), w.text
