@@ -211,9 +211,7 @@ class Remote:
     ) -> Result:
         """Run argv as the login user; a dropped session is named with `step`."""
         started = time.monotonic()
-        if not self.alive():
-            if not self.shared:
-                raise self.lost(step, argv, "the session is closed")
+        if self.shared and not self.alive():
             # A shared session someone closed on purpose (it broke or hung for them): this
             # user gets a fresh one to the same host, with the same checks.
             self.reconnect()
