@@ -290,12 +290,16 @@ class Lab:
 
     def not_reloaded(self, before: dict[str, tuple[int, frozenset[int]]]) -> dict[str, str]:
         """Hosts of `before` that reloaded since: a reload replaces every worker, so all of
-        the old ones still alive under the same master means none happened. (Apache starts
-        extra children under load by itself, so the set may grow.)"""
+        the old ones still alive under the same master means none happened. Apache's own
+        process management starts children under load and stops idle ones by itself, so there
+        one old child still serving under the same master is the proof (a graceful restart
+        tells every old child to go, and they do as soon as their requests are done)."""
         out = {}
         for host, (master, workers) in before.items():
             now_master, now_workers = self.pids(host)
-            if now_master != master or not workers <= now_workers:
+            apache = self.kind(host) == "apache"
+            kept = workers & now_workers if apache else workers
+            if now_master != master or not kept <= now_workers or (apache and not kept):
                 out[host] = (
                     f"master {master}->{now_master}, workers {sorted(workers)}->{sorted(now_workers)}"
                 )
