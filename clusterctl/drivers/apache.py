@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from clusterctl.drivers import apache_control as ac
 from clusterctl.drivers.base import Driver, Finding, KindPaths
-from clusterctl.drivers.control import Change, Command, ControlRefused, Live, PoolMembers
+from clusterctl.drivers.control import (
+    ALL_CHANGES,
+    Change,
+    Command,
+    ControlRefused,
+    Live,
+    PoolMembers,
+)
 from clusterctl.files import Raw
 from clusterctl.model.semantics import frontend_services
 
@@ -114,7 +121,7 @@ class ApacheDriver(Driver):
     )
     start = ("systemctl", "start", binary)
 
-    runtime_changes = ac.ALL
+    runtime_changes = ALL_CHANGES
 
     def read_commands(self, fe: Frontend) -> list[Command]:
         return [ac.read_command(fe.admin_port, self.manager_token_paths(fe)[1])]

@@ -29,7 +29,6 @@ from clusterctl.drivers.control import (
 )
 from clusterctl.model.queries import host_port
 
-ALL = ALL_CHANGES
 # Free member slots each balancer reserves for members added at run time (ProxySet growth).
 GROWTH = 8
 
@@ -229,7 +228,7 @@ def parse_members(text: str) -> tuple[dict[str, PoolMembers], str]:
         if head:
             pool, members = head[1], []
         elif line == "</Proxy>" and pool:
-            pools[pool] = PoolMembers(pool, tuple(members), ALL)
+            pools[pool] = PoolMembers(pool, tuple(members), ALL_CHANGES)
             pool = ""
         member = _MEMBER.match(line) if pool else None
         if member:

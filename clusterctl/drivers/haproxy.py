@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from clusterctl.drivers import haproxy_control as hc
 from clusterctl.drivers.base import Driver, KindPaths
-from clusterctl.drivers.control import Change, Command, Live, PoolMembers
+from clusterctl.drivers.control import ALL_CHANGES, Change, Command, Live, PoolMembers
 from clusterctl.model.semantics import frontend_services, service_pools
 
 if TYPE_CHECKING:
@@ -142,7 +142,7 @@ class HAProxyDriver(Driver):
     drain = "runtime"
     control = "admin-socket"
 
-    runtime_changes = hc.ALL
+    runtime_changes = ALL_CHANGES
 
     def read_commands(self, fe: Frontend) -> list[Command]:
         return [hc.socket_command(self.paths(fe).admin_socket, "show stat")]

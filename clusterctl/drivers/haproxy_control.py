@@ -28,7 +28,6 @@ from clusterctl.drivers.control import (
 )
 from clusterctl.model.queries import host_port
 
-ALL = ALL_CHANGES
 # Algorithms whose weights change at run time and whose backends take `add server`
 # (`source` hashes into a static map: HAProxy refuses both there).
 DYNAMIC = frozenset({"roundrobin", "leastconn", "random", "first"})
@@ -193,7 +192,7 @@ def _pool(
     name: str, members: list[Member], block: list[str], defaults: tuple[str, ...]
 ) -> PoolMembers:
     balance = next((ln.split()[1] for ln in block if ln.startswith("    balance ")), "roundrobin")
-    runtime: set[ChangeKind] = set(ALL) if balance in DYNAMIC else {"state"}
+    runtime: set[ChangeKind] = set(ALL_CHANGES) if balance in DYNAMIC else {"state"}
     why = "" if balance in DYNAMIC else f"balance {balance} is static in HAProxy"
     if any(ln.startswith("    cookie ") for ln in block):
         runtime.discard("add")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from clusterctl.drivers import nginx_lua as nl
 from clusterctl.drivers.base import Driver, Finding, KindPaths
-from clusterctl.drivers.control import Change, Command, Live, PoolMembers
+from clusterctl.drivers.control import ALL_CHANGES, Change, Command, Live, PoolMembers
 from clusterctl.drivers.nginx_sticky import sticky_plan
 from clusterctl.model.versions import NGINX_STICKY_COOKIE, kind_version
 
@@ -126,7 +126,7 @@ class NginxDriver(Driver):
     # the Lua balancer's control socket ("lua-socket"), and plans from its facts (present).
     drain = "rerender"
     control = "rerender"
-    runtime_changes = nl.ALL
+    runtime_changes = ALL_CHANGES
     # Files the facts look for: the Lua path is rendered only when the host has them all.
     probe_files = nl.PROBE_FILES
     # The lab's hosts run the Lua balancer: `clusterctl lab up` wants the module installed.

@@ -56,7 +56,6 @@ PLACEHOLDER_TEXT = (
     b"clusterctl: nginx's control socket lives here (root only; the Lua balancer's members).\n"
 )
 MODULE_NAME = "clusterctl-balancer.lua"
-ALL = ALL_CHANGES
 NO_LUA = (
     f"the host has no {PACKAGE} ({', '.join(PROBE_FILES)}): pool members change by reload; "
     f"install it (apt-get install {PACKAGE}) for runtime changes"
@@ -271,7 +270,7 @@ def parse_members(text: str) -> tuple[dict[str, PoolMembers], str] | None:
             members.append(Member(pool, m[1], m[2], int(m[3]), state, int(m[4]), opts, line))
             continue
         if pool and not m:
-            pools[pool] = PoolMembers(pool, tuple(members), ALL)
+            pools[pool] = PoolMembers(pool, tuple(members), ALL_CHANGES)
             pool, members = "", []
         if head:
             pool = head[1]

@@ -9,7 +9,7 @@ import pytest
 
 from clusterctl.drivers import driver_for
 from clusterctl.drivers import nginx_lua as nl
-from clusterctl.drivers.control import Change, ControlRefused
+from clusterctl.drivers.control import ALL_CHANGES, Change, ControlRefused
 from clusterctl.facts import parse_gather
 from clusterctl.model import parse
 from clusterctl.model.schema import Frontend, Inventory
@@ -109,7 +109,7 @@ def test_members_parse_back_and_a_member_change_leaves_the_rest_of_the_text_alon
     assert parsed is not None
     pools, masked = parsed
     app = pools["app"]
-    assert app.runtime == nl.ALL
+    assert app.runtime == ALL_CHANGES
     assert [(m.name, m.address, m.port, m.weight, m.state, m.options) for m in app.members] == [
         ("web1", "192.0.2.21", 8080, 3, "ready", ()),
         ("web2", "2001:db8::22", 8080, 1, "drain", ()),
