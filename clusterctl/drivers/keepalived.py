@@ -211,6 +211,7 @@ class KeepalivedDriver(Driver):
                     ],
                     "hold": root + hold_file(g.name),
                     "probe": _probe_args(inv, proxy, g),
+                    "timing": _probe_timing(g),
                     "process": process,
                 }
             )
@@ -236,7 +237,9 @@ def _advert(ms: int) -> str:
 
 
 def _probe_args(inv: Inventory, proxy: Frontend, g: Group) -> str:
-    """The probe script's arguments: scheme, address, port, path (all validated values)."""
+    """The probe script's arguments: scheme, address, port, path (all validated values), then
+    the milliseconds between asks inside one run and the failures in a row that fail it (0 0:
+    ask once, keepalived's own interval and fall count)."""
     if g.probe is None:
         return ""
     address = "127.0.0.1"
@@ -247,7 +250,24 @@ def _probe_args(inv: Inventory, proxy: Frontend, g: Group) -> str:
                 address = ln.address
     host = bracket(address)
     path = g.probe.path if g.probe.scheme != "tcp" else "/"
-    return f"{g.probe.scheme} {host} {g.probe.port} {path}"
+    every, fall = (g.probe.interval, g.probe.fall) if _polls(g) else (0, 0)
+    return f"{g.probe.scheme} {host} {g.probe.port} {path} {every} {fall}"
+
+
+def _polls(g: Group) -> bool:
+    """A sub-second probe: keepalived 2.2.7 runs a script at most once a second (its interval
+    is whole seconds), so each run asks every `interval` for most of that second and fails on
+    `fall` failures in a row; keepalived then steps down on one failed run."""
+    return g.probe is not None and g.probe.interval < 1000
+
+
+def _probe_timing(g: Group) -> dict[str, int]:
+    """keepalived's interval (s), fall and rise for the group's probe script."""
+    if g.probe is None:
+        return {}
+    if _polls(g):
+        return {"interval": 1, "fall": 1, "rise": g.probe.rise}
+    return {"interval": g.probe.interval // 1000, "fall": g.probe.fall, "rise": g.probe.rise}
 
 
 def parse_state(text: str) -> tuple[dict[str, str] | None, list[tuple[str, str]]]:

@@ -63,12 +63,32 @@ def advert(value: Any) -> int:
     return ms
 
 
+def probe_interval(value: Any) -> int:
+    """Seconds (a bare number, as keepalived reads a script's interval) or a duration: 1s to 60s
+    in whole seconds, or 50ms to 950ms, when one run of the probe asks several times (keepalived
+    2.2.7 runs a script at most once a second)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(c.integer(1, 60)(value)) * 1000
+    ms = c.duration(value)
+    if ms < 1000:
+        if ms < 50:
+            raise c.CheckFailed(f"{c.show(value)}: probes are at least 50ms apart")
+        return ms
+    if ms > 60_000 or ms % 1000:
+        raise c.CheckFailed(
+            f"{c.show(value)}: from 1s, probes are whole seconds apart, up to 60s (or 50ms-950ms)"
+        )
+    return ms
+
+
 @dataclass(frozen=True, kw_only=True)
 class Probe:
     port: int = req(c.PORT, "the member's own listener to ask (a port its services listen on)")
     path: str = opt(c.url_path, default="/", doc="URL path asked (http and https)")
     scheme: str = opt(c.choice("http", "https", "tcp"), default="http")
-    interval: int = opt(c.integer(1, 60), default=1, doc="seconds between probes")
+    interval: int = opt(
+        probe_interval, default=1000, doc="time between probes: seconds, or 50ms-950ms"
+    )
     fall: int = opt(c.integer(1, 20), default=2, doc="failures in a row that make it step down")
     rise: int = opt(c.integer(1, 20), default=2, doc="successes in a row that make it eligible")
     at: dict[str, Pos] = meta()

@@ -148,7 +148,8 @@ def _healthy(m: Member, g: Group) -> bool:
 
 def _takeover_timeout(g: Group) -> float:
     # keepalived's master-down time is about 3 adverts and skew; probes add their fall count.
-    probe = g.probe.interval * (g.probe.fall + g.probe.rise) if g.probe else 0
+    # A sub-second probe still reports once a second (one keepalived run asks several times).
+    probe = max(g.probe.interval, 1000) / 1000 * (g.probe.fall + g.probe.rise) if g.probe else 0
     return 10 + 4 * g.advert / 1000 + probe
 
 

@@ -35,6 +35,9 @@ def test_every_option_combination_passes() -> None:
         dataclasses.replace(
             g, probe=dataclasses.replace(g.probe, scheme="tcp") if g.probe else None
         ),
+        dataclasses.replace(
+            g, probe=dataclasses.replace(g.probe, interval=100) if g.probe else None
+        ),
     ]
     for v in variants:
         changed = dataclasses.replace(inv, vrrp=(v,))
@@ -75,3 +78,51 @@ def test_multi_group_member() -> None:
         assert r.ok, r.output
         conf = render_frontend(inv, u)["/etc/keepalived/keepalived.conf"].content.decode()
         assert conf.count("vrrp_instance ") == 2
+
+
+def _probe_script(tmp: Path) -> Path:
+    inv = load(REPO / "inventories" / "pair.yaml")
+    files = render_frontend(inv, units(inv)[0])
+    script = tmp / "probe.sh"
+    script.write_bytes(files["/etc/keepalived/clusterctl-probe.sh"].content)
+    return script
+
+
+def test_the_probe_script_fails_a_run_once_its_listener_is_gone(tmp_path: Path) -> None:
+    # The rendered script under real bash and curl, against a listener on loopback: a
+    # sub-second run (every 50 ms, 2 failures in a row) passes while it answers, fails when it
+    # never did, and fails once it goes away in the middle of a run; a whole-second probe asks
+    # once. tcp asks for a connection only.
+    import http.server
+    import threading
+
+    script = _probe_script(tmp_path)
+
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    def run(*args: str) -> int:
+        argv = ["bash", str(script), *args]
+        return subprocess.run(argv, capture_output=True, timeout=10, check=False).returncode
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    port = str(server.server_address[1])
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        assert run("http", "127.0.0.1", port, "/", "50", "2") == 0
+        assert run("tcp", "127.0.0.1", port, "/", "50", "2") == 0
+        assert run("http", "127.0.0.1", port, "/", "0", "0") == 0
+        threading.Timer(0.3, server.shutdown).start()
+        threading.Timer(0.3, server.server_close).start()
+        assert run("http", "127.0.0.1", port, "/", "50", "2") == 1
+    finally:
+        server.server_close()
+    assert run("http", "127.0.0.1", port, "/", "50", "2") != 0
+    assert run("tcp", "127.0.0.1", port, "/", "0", "0") != 0

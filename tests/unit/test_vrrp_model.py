@@ -237,3 +237,41 @@ def test_a_member_whose_service_binds_the_address_gets_non_local_binding() -> No
     # Listening on every address needs nothing of the kind.
     plain = parse(BASE + GROUP, "inv.yaml")
     assert SYSCTL_FILE not in render_frontend(plain, units(plain)[0])
+
+
+def probe_conf(interval: str, fall: int = 2) -> str:
+    text = GROUP + f"    probe: {{port: 80, interval: {interval}, fall: {fall}, rise: 3}}\n"
+    inv = parse(BASE + text, "inv.yaml")
+    return render_frontend(inv, units(inv)[0])["/etc/keepalived/keepalived.conf"].content.decode()
+
+
+def test_a_sub_second_probe_asks_within_each_once_a_second_run() -> None:
+    # keepalived 2.2.7 reads a script's interval in whole seconds: a 100ms probe is one run a
+    # second that asks every 100 ms and fails on 2 failures in a row; keepalived then steps
+    # down on one failed run, and rise stays the user's.
+    conf = probe_conf("100ms")
+    script = conf.split("vrrp_script clusterctl_probe_web {")[1].split("}")[0]
+    assert 'clusterctl-probe.sh http 127.0.0.1 80 / 100 2"' in script
+    assert "interval 1\n" in script and "fall 1\n" in script and "rise 3\n" in script
+    # Whole seconds (a bare number or a duration) ask once per run, keepalived counting.
+    for interval in ("3", "3s"):
+        conf = probe_conf(interval, fall=4)
+        script = conf.split("vrrp_script clusterctl_probe_web {")[1].split("}")[0]
+        assert 'clusterctl-probe.sh http 127.0.0.1 80 / 0 0"' in script
+        assert "interval 3\n" in script and "fall 4\n" in script
+
+
+@pytest.mark.parametrize(
+    ("interval", "said"),
+    [
+        ("20ms", "at least 50ms apart"),
+        ("1500ms", "whole seconds apart"),
+        ("2m", "whole seconds apart, up to 60s"),
+        ("0", "out of range 1..60"),
+        ("soon", "not a duration"),
+    ],
+)
+def test_probe_intervals_keepalived_cannot_run_are_refused(interval: str, said: str) -> None:
+    text = GROUP + f"    probe: {{port: 80, interval: {interval}}}\n"
+    (line,) = problems(text)
+    assert line.startswith("inv.yaml:") and said in line, line
