@@ -37,9 +37,11 @@ DEL_BUSY = "still has connections"
 # How long a removal waits for the member's last connection (after `state maint`).
 DEL_WAIT = 30.0
 
-# The state file a restart (and a reload) loads, written from the running process.
+# The state file a restart (and a reload) loads, written from the running process. Under a
+# lock: two nodes of a batch change states at once, and the dump taken last (with both
+# changes) must be the file that stays, not an older one renamed after it.
 DUMP_STATE = (
-    'mkdir -p -- "$(dirname -- "$2")"; '
+    'mkdir -p -- "$(dirname -- "$2")" && exec 9>"$2.lock" && flock 9 && '
     'printf "show servers state\\n" | socat -t 5 stdio "UNIX-CONNECT:$1" > "$2.tmp" '
     '&& mv -f -- "$2.tmp" "$2"'
 )

@@ -171,17 +171,18 @@ _VIEWS = {
 }
 
 
-def views(remote: Remote, inv: Inventory, fe: Frontend) -> list[ServerView]:
-    """Every server of this front end's pools as it sees them now."""
-    return _VIEWS[control(fe, remote)](remote, inv, fe)
+def views(remote: Remote, inv: Inventory, fe: Frontend, how: str = "") -> list[ServerView]:
+    """Every server of this front end's pools as it sees them now (`how`: its control, when
+    the caller asked it already)."""
+    return _VIEWS[how or control(fe, remote)](remote, inv, fe)
 
 
-def node_sessions(remote: Remote, inv: Inventory, fe: Frontend, node: str) -> int:
-    """Requests in flight on `node` through this front end; an unreadable count is an error."""
+def sessions_in(inv: Inventory, fe: Frontend, node: str, seen: list[ServerView]) -> int:
+    """Requests in flight on `node` in this front end's view; an unreadable count is an error."""
     pools = node_pools(inv, fe, node)
     if not pools:
         return 0
-    mine = [v for v in views(remote, inv, fe) if v.server == node]
+    mine = [v for v in seen if v.server == node]
     if not mine:
         raise AdminError(
             f"{fe.name}: reports no session count for {node} (pools {', '.join(p.name for p in pools)})"
@@ -191,7 +192,7 @@ def node_sessions(remote: Remote, inv: Inventory, fe: Frontend, node: str) -> in
     return sum(v.sessions or 0 for v in mine)
 
 
-def node_up(remote: Remote, inv: Inventory, fe: Frontend, node: str) -> bool:
-    """The front end would send new sessions to the node (ready and healthy)."""
-    mine = [v for v in views(remote, inv, fe) if v.server == node]
+def up_in(seen: list[ServerView], node: str) -> bool:
+    """The front end would send new sessions to the node (ready and healthy) in this view."""
+    mine = [v for v in seen if v.server == node]
     return all(v.state == "ready" and v.health in ("up", "unknown") for v in mine)

@@ -19,7 +19,7 @@ from clusterctl.drivers.apache_control import (
 from clusterctl.drivers.control import Change, Command, ControlRefused, Live, ServerView
 from clusterctl.drivers.haproxy_control import parse_haproxy_stat
 from clusterctl.execute.chain import Part, sh_many
-from clusterctl.execute.ssh import Remote
+from clusterctl.execute.ssh import Remote, Result
 from clusterctl.model.queries import frontend_pools
 from clusterctl.model.queries import node_pools as node_pools
 from clusterctl.model.schema import Frontend
@@ -62,12 +62,8 @@ def read_live(remote: Remote, fe: Frontend) -> Live:
     if len(cmds) < 2 or any(c.retry_while for c in cmds):
         return driver.parse_live(fe, [run_command(remote, fe, c, "read") for c in cmds])
     # Several reads (nginx's Lua balancer): one round trip, each still failing as itself.
-    parts = [Part('exec "$@"', tuple(c.argv), stdin=c.stdin or None) for c in cmds]
-    results = sh_many(remote, parts, step="read")
-    for cmd, res in zip(cmds, results, strict=False):
-        if not res.ok:
-            raise AdminError(f"{fe.name}: {cmd.what or cmd.argv[0]}: {res.words()}")
-    return driver.parse_live(fe, [res.out for res in results])
+    results = sh_many(remote, [_part(c) for c in cmds], step="read")
+    return driver.parse_live(fe, _answers(fe, cmds, results))
 
 
 def run_changes(
@@ -94,12 +90,87 @@ def run_changes(
 
 def set_live_state(remote: Remote, fe: Frontend, node: str, state: str) -> None:
     """Put `node` in `state` in every pool the front end runs it in."""
-    live = read_live(remote, fe)
-    pools = sorted({v.pool for v in live.views if v.server == node})
-    if not pools:
-        raise AdminError(f"{fe.name}: its runtime interface lists no member with route {node}")
-    changes = [Change("state", p, node, state=state) for p in pools]  # type: ignore[arg-type]
-    run_changes(remote, fe, changes, live)
+    set_state_read(remote, fe, node, state)
+
+
+def _part(cmd: Command) -> Part:
+    return Part('exec "$@"', tuple(cmd.argv), stdin=cmd.stdin or None)
+
+
+def _answers(fe: Frontend, cmds: list[Command], results: list[Result]) -> list[str]:
+    """Each command's output; a command that failed (or never ran) is an error by its name."""
+    for cmd, res in zip(cmds, results, strict=False):
+        if not res.ok:
+            raise AdminError(f"{fe.name}: {cmd.what or cmd.argv[0]}: {res.words()}")
+    if len(results) < len(cmds):
+        raise AdminError(f"{fe.name}: {cmds[len(results)].what}: did not run")
+    return [res.out for res in results]
+
+
+def change_read(remote: Remote, fe: Frontend, changes: list[Change], live: Live) -> Live:
+    """Make state changes, save them, and read the front end's view back: one remote command.
+
+    Every answer is checked as run_changes checks it, in order (the first refusal is the
+    error), and the view after the change is the front end's own report, parsed from the same
+    output. Only for state changes: they are independent (one per pool of one node), so a
+    refusal need not stop the next one before it runs; a failed run still ends the chain.
+    """
+    if {ch.kind for ch in changes} - {"state"}:
+        raise ValueError("change_read makes state changes only")
+    driver = driver_for(fe.kind)
+    commands = driver.change_commands(fe, live, changes)
+    persist = driver.persist_commands(fe)
+    reads = driver.read_commands(fe)
+    every = [*commands, *persist, *reads]
+    if any(c.retry_while for c in every):
+        run_changes(remote, fe, changes, live)
+        return read_live(remote, fe)
+    results = sh_many(remote, [_part(c) for c in every], step="runtime")
+    outputs: list[str] = []
+    for cmd, res in zip(commands, results, strict=False):
+        outputs += _answers(fe, [cmd], [res])
+        try:
+            driver.check_change(fe, changes, outputs)
+        except ControlRefused as exc:
+            raise AdminError(f"{exc} (after: {cmd.what})") from None
+    answers = _answers(fe, every, results)
+    return driver.parse_live(fe, answers[len(commands) + len(persist) :])
+
+
+def shows(live: Live, node: str, state: str) -> bool:
+    """The view lists the node, in `state` in every pool it is in."""
+    mine = [v for v in live.views if v.server == node]
+    return bool(mine) and all(v.state == state for v in mine)
+
+
+def set_state_read(
+    remote: Remote, fe: Frontend, node: str, state: str, live: Live | None = None
+) -> Live:
+    """Put `node` in `state` in every pool the front end runs it in; its view after the change.
+
+    `live` is an earlier view over the same session (the pools the node is in and, for
+    Apache, the manager's nonce): then the change and the read that confirms it are one round
+    trip. When the view after it does not show the state (Apache ignores a form with a nonce
+    it renewed since, and still answers 200), the change goes again from that fresher view,
+    as it would have with a read first. From a fresh view the answers are the confirmation, as
+    they were (a HAProxy server that is down reports DOWN, not its admin state).
+    """
+    fresh = live is None
+    view = live if live is not None else read_live(remote, fe)
+    while True:
+        pools = sorted({v.pool for v in view.views if v.server == node})
+        if not pools:
+            if fresh:
+                raise AdminError(
+                    f"{fe.name}: its runtime interface lists no member with route {node}"
+                )
+            view, fresh = read_live(remote, fe), True
+            continue
+        changes = [Change("state", p, node, state=state) for p in pools]  # type: ignore[arg-type]
+        after = change_read(remote, fe, changes, view)
+        if fresh or shows(after, node, state):
+            return after
+        view, fresh = after, True
 
 
 # ---------------------------------------------------------------------------- Apache's words

@@ -4,6 +4,12 @@ Every front end is told at once and every front end's outcome is kept: a step th
 two front ends names both, not only the first. Waits follow each front end on its own: a node
 is drained once every front end has reached zero sessions, not only when all of them show zero
 at the same moment, which steady sticky traffic may never allow.
+
+A state change costs one round trip per front end, all at once, over the sessions the rollout
+keeps open: the change, HAProxy's state file and the read of the front end's own view go as
+one remote command (admin_views.set_state_read), starting from the last view that session
+read; that read back is the wait's first look, so a node already idle (or already reported
+up by the health checks) waits for nothing more.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from clusterctl.drivers.control import Live, ServerView
 from clusterctl.execute import admin
+from clusterctl.execute.admin_views import node_pools, read_live, set_state_read
 from clusterctl.execute.apply import StepFailed
 from clusterctl.execute.endpoints import frontend_endpoints, server_endpoints
 from clusterctl.execute.group import run_group
@@ -80,21 +88,56 @@ class Cluster:
         self._nodes: dict[str, Remote] = {}
         self._stack = stack
         # Runtime states set by this process; nginx renders them all in one config, so changes
-        # on one front end are serialised.
+        # by re-render on one front end are serialised.
         self.states: dict[str, str] = {}
         self._guard = threading.Lock()
         self._fe_locks = {fe.name: threading.Lock() for fe in inv.frontends}
+        # Each front end's runtime control, asked once: a rollout holds the lock, so nothing
+        # re-renders it into another one meanwhile (and a control gone away fails its command).
+        self._controls: dict[str, str] = {}
+        # The last view each runtime front end reported over its session: a state change
+        # starts from it (its pools, Apache's nonce) instead of reading first.
+        self._lives: dict[str, Live] = {}
 
-    def set_state(self, node: str, state: str) -> None:
+    def control(self, fe: Frontend, remote: Remote) -> str:
+        how = self._controls.get(fe.name)
+        if how is None:
+            how = self._controls[fe.name] = admin.control(fe, remote)
+        return how
+
+    def views(self, fe: Frontend, remote: Remote) -> list[ServerView]:
+        """One look at what the front end reports now (one round trip)."""
+        how = self.control(fe, remote)
+        if how == "rerender":
+            return admin.views(remote, self.inv, fe, how)
+        live = read_live(remote, fe)
+        self._lives[fe.name] = live
+        return list(live.views)
+
+    def set_state(self, node: str, state: str) -> dict[str, list[ServerView]]:
+        """`node` to `state` on every front end at once; each runtime front end's view after
+        the change, read in the same round trip as the change (by front end name)."""
         with self._guard:
             self.states[node] = state
             others = {k: v for k, v in self.states.items() if k != node and v != "ready"}
 
-        def one(fe: Frontend, remote: Remote) -> None:
-            with self._fe_locks[fe.name]:
-                rerender.set_state(remote, self.inv, fe, node, state, others)
+        def one(fe: Frontend, remote: Remote) -> list[ServerView] | None:
+            if not node_pools(self.inv, fe, node):
+                return None
+            if self.control(fe, remote) == "rerender":
+                with self._fe_locks[fe.name]:
+                    rerender.nginx_apply(remote, self.inv, fe, node, state, others)
+                return None
+            live = set_state_read(remote, fe, node, state, self._lives.get(fe.name))
+            self._lives[fe.name] = live
+            return list(live.views)
 
-        self.each_frontend(one)
+        seen = self.each_frontend(one)
+        return {
+            fe.name: views
+            for fe, views in zip(self.inv.frontends, seen, strict=True)
+            if views is not None
+        }
 
     def node(self, name: str) -> Remote:
         # Batches upgrade nodes in parallel threads: one session per node, registered once.
@@ -131,13 +174,18 @@ def open_cluster(inv: Inventory) -> Iterator[Cluster]:
 def preflight(cluster: Cluster) -> None:
     """Every front end can take runtime changes now; checked before anything is changed."""
     inv = cluster.inv
-    cluster.each_frontend(lambda fe, r: rerender.preflight(r, inv, fe))
+
+    def one(fe: Frontend, remote: Remote) -> None:
+        # A front end changed by re-rendering must run exactly this inventory's config.
+        if cluster.control(fe, remote) == "rerender":
+            rerender.checked(remote, inv, fe)
+
+    cluster.each_frontend(one)
 
 
 def live_out(cluster: Cluster) -> dict[str, str]:
     """Nodes that some front end reports out of service now (drain, maint or down), and where."""
-    inv = cluster.inv
-    views = cluster.each_frontend(lambda fe, r: admin.views(r, inv, fe))
+    views = cluster.each_frontend(cluster.views)
     where: dict[str, list[str]] = {}
     for chunk in views:
         for v in chunk:
@@ -150,19 +198,41 @@ def live_out(cluster: Cluster) -> dict[str, str]:
     return {node: ", ".join(labels) for node, labels in where.items()}
 
 
+def _look(
+    cluster: Cluster, seen: dict[str, list[ServerView]], fe: Frontend, remote: Remote
+) -> list[ServerView]:
+    """The front end's view: the one its state change read back, once, else a new look."""
+    views = seen.pop(fe.name, None)
+    return views if views is not None else cluster.views(fe, remote)
+
+
 def wait_idle(
-    cluster: Cluster, node: str, timeout: float, cut: bool, emit: Emit, step: str = "wait"
+    cluster: Cluster,
+    node: str,
+    timeout: float,
+    cut: bool,
+    emit: Emit,
+    step: str = "wait",
+    seen: dict[str, list[ServerView]] | None = None,
 ) -> float:
-    """Wait until every front end has reached zero requests in flight on the node."""
+    """Wait until every front end has reached zero requests in flight on the node.
+
+    `seen`: views the state change read back (set_state); each is the first look at its
+    front end, so a node already idle costs no round trip more."""
     inv = cluster.inv
     t1 = time.monotonic()
     pending = {fe.name for fe in inv.frontends}
     left: dict[str, int] = {}
     last_progress = t1
+    first = dict(seen or {})
+
+    def count(fe: Frontend, remote: Remote) -> int:
+        if fe.name not in pending or not node_pools(inv, fe, node):
+            return 0
+        return admin.sessions_in(inv, fe, node, _look(cluster, first, fe, remote))
+
     while True:
-        counts = cluster.each_frontend(
-            lambda fe, r: admin.node_sessions(r, inv, fe, node) if fe.name in pending else 0
-        )
+        counts = cluster.each_frontend(count)
         left = {}
         for fe, n in zip(inv.frontends, counts, strict=True):
             if fe.name not in pending:
@@ -196,16 +266,16 @@ def drain(cluster: Cluster, node: str, timeout: float, cut: bool, emit: Emit) ->
     """Drain on every front end at once, then wait for its sessions to end."""
     t0 = time.monotonic()
     emit(Event(node, "drain", "start", 0.0))
-    cluster.set_state(node, "drain")
+    seen = cluster.set_state(node, "drain")
     emit(Event(node, "drain", "ok", time.monotonic() - t0))
-    return wait_idle(cluster, node, timeout, cut, emit)
+    return wait_idle(cluster, node, timeout, cut, emit, seen=seen)
 
 
 def maint(cluster: Cluster, node: str, timeout: float, cut: bool, emit: Emit) -> float:
     """No request at all, sticky ones included; wait for any that slipped in."""
     emit(Event(node, "maint", "start", 0.0))
-    cluster.set_state(node, "maint")
-    return wait_idle(cluster, node, timeout, cut, emit, "maint")
+    seen = cluster.set_state(node, "maint")
+    return wait_idle(cluster, node, timeout, cut, emit, "maint", seen)
 
 
 def restore(
@@ -213,14 +283,19 @@ def restore(
 ) -> None:
     """Back to `state` on every front end; for ready, wait until each reports the node up.
 
-    The wait follows what each front end's health check says (admin.node_up), polled every
-    POLL seconds, and ends at the first look where every one has it up."""
+    The wait follows what each front end's own health check says (admin.up_in): the first
+    look is the view read back with the change, then one look at every front end each POLL
+    seconds; it ends at the first look where every one has it up."""
     inv = cluster.inv
     t0 = time.monotonic()
     emit(Event(node, "restore", "start", 0.0, "" if state == "ready" else f"back to {state}"))
-    cluster.set_state(node, state)
+    seen = cluster.set_state(node, state)
+
+    def up(fe: Frontend, remote: Remote) -> bool:
+        return not node_pools(inv, fe, node) or admin.up_in(_look(cluster, seen, fe, remote), node)
+
     while state == "ready":
-        ups = cluster.each_frontend(lambda fe, r: admin.node_up(r, inv, fe, node))
+        ups = cluster.each_frontend(up)
         if all(ups):
             break
         if time.monotonic() - t0 > timeout:

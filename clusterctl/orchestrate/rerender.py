@@ -12,9 +12,7 @@ import dataclasses
 import shlex
 
 from clusterctl.drivers import driver_for
-from clusterctl.execute import admin
-from clusterctl.execute.admin import AdminError, nginx_live_states, node_pools
-from clusterctl.execute.admin_views import set_live_state
+from clusterctl.execute.admin import AdminError, nginx_live_states
 from clusterctl.execute.apply import apply_host
 from clusterctl.execute.gather import gather
 from clusterctl.execute.ssh import Remote
@@ -83,33 +81,3 @@ def nginx_apply(
         raise AdminError(
             f"{fe.name}: nginx reload with the new server state failed: {result.message}"
         )
-
-
-def set_state(
-    remote: Remote,
-    inv: Inventory,
-    fe: Frontend,
-    node: str,
-    state: str,
-    others: dict[str, str] | None = None,
-) -> None:
-    """Put `node` in `state` (ready | drain | maint) on one front end, by its kind's control:
-    its runtime interface, or (none there) a re-render.
-
-    `others` are runtime states of other nodes that must hold too (a re-render sets all).
-    """
-    if not node_pools(inv, fe, node):
-        return
-    if admin.control(fe, remote) == "rerender":
-        nginx_apply(remote, inv, fe, node, state, others or {})
-    else:
-        set_live_state(remote, fe, node, state)
-
-
-def preflight(remote: Remote, inv: Inventory, fe: Frontend) -> None:
-    """Before a drain, restore or rollout touches anything: can this front end take it?
-
-    A front end changed by re-rendering must run exactly this inventory's config.
-    """
-    if admin.control(fe, remote) == "rerender":
-        checked(remote, inv, fe)

@@ -210,10 +210,17 @@ class FakeCluster:
         self.fe_sessions: dict[tuple[str, str], list[int]] = {}
         self.reconnects: list[str] = []
 
-    def set_state(self, node: str, state: str) -> None:
+    def set_state(self, node: str, state: str) -> dict[str, Any]:
         if self.fail_state == (node, state):
             raise AdminError(f"lb1: balancer-manager refused app/{node}")
         self.calls.append((node, state))
+        return {}  # no view read back: every wait looks on its own
+
+    def control(self, fe: Any, remote: Any) -> str:
+        return admin.control(fe, remote)
+
+    def views(self, fe: Any, remote: Any) -> list[Any]:
+        return admin.views(remote, self.inv, fe)
 
     def node(self, name: str) -> str:
         return name
@@ -241,7 +248,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeCluster, dict[st
         "saved": [],
     }
 
-    def sessions(remote: Any, inv: Inventory, fe: Any, node: str) -> int:
+    def sessions(inv: Inventory, fe: Any, node: str, seen: Any) -> int:
         per_fe = cluster.fe_sessions.get((fe.name, node))
         if per_fe is not None:
             return per_fe.pop(0) if per_fe else 0
@@ -273,9 +280,9 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeCluster, dict[st
     def open_cluster(inv: Inventory) -> Iterator[FakeCluster]:
         yield cluster
 
-    monkeypatch.setattr(admin, "node_sessions", sessions)
+    monkeypatch.setattr(admin, "sessions_in", sessions)
     monkeypatch.setattr(admin, "views", views)
-    monkeypatch.setattr(admin, "node_up", lambda r, i, fe, node: True)
+    monkeypatch.setattr(admin, "up_in", lambda seen, node: True)
     monkeypatch.setattr(ro, "probe_node", probe)
     monkeypatch.setattr(ro, "run_deploy", run_deploy)
     monkeypatch.setattr(ro, "private_check", check)
