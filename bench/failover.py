@@ -1,19 +1,19 @@
 """Takeover time of a keepalived pair at advert 1 s and 200 ms, in the lab.
 
 One lab (`clusterctl lab up NAME --frontends haproxy,haproxy --vip`), applied; for each advert
-interval the group is re-applied with it, then for each way of losing the master:
-- proxy: the master's HAProxy is killed (the probe script sees its listener gone; the lab
-  cannot use track_process: a namespace gets no process connector);
-- host: the master's link to the bridge goes down (its veth, from the machine's side): no
-  goodbye advert, so the backup waits out the master-down interval (about 3 adverts + skew);
-  when the link comes back both are MASTER for a moment, and the time until exactly one
-  holds the address again is measured too ("partition healed");
-- planned: `failover` (the hold file) moves the address;
-a GET every 10 ms through the virtual address measures the time from the event until the
-first answer from the other member, and counts the failed requests in between. Everything is
-put back after each round. Then a planned failover under steady load of 4 clients (loadgen),
-with Connection: close and again with keep-alive: how many requests failed. Prints one table
-and those lines; tears the lab down whatever happens.
+interval the group is re-applied with it, then for each way of losing the master, under wrk
+through the virtual address (4 connections, Connection: close and again keep-alive):
+- proxy: the master's HAProxy is killed (the probe script, every 100 ms, sees its listener
+  gone; the lab cannot use track_process: a namespace gets no process connector);
+- host: the master's keepalived and HAProxy are killed and its link to the bridge goes down:
+  no goodbye advert, so the backup waits out the master-down interval (3 adverts + skew);
+- partition: only the link goes down; when it comes back both are MASTER for a moment, and
+  the time until exactly one holds the address again is measured too ("partition healed");
+- planned: `clusterctl failover` (the hold file) moves the address;
+a GET every 10 ms through the virtual address measures the window from the event until the
+first answer from the other member. wrk runs three times: the second before the event, the
+window, and the second after it; its errors outside the window should be 0. Everything is
+put back after each round. Prints one table; tears the lab down whatever happens.
 
 Usage: sudo .venv/bin/python bench/failover.py [--name h5bench] [--rounds 3]
 """
@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import signal
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,6 +39,8 @@ from clusterctl.lab.vrrp import vip  # noqa: E402
 from clusterctl.model import load, parse  # noqa: E402
 from clusterctl.model.schema import Inventory  # noqa: E402
 from clusterctl.orchestrate import failover as fo  # noqa: E402
+from tests.helpers.wrk import Wrk  # noqa: E402
+from tests.helpers.wrk import parse as parse_wrk  # noqa: E402
 
 BACKEND_OF = "X-Served-By"
 
@@ -72,7 +76,6 @@ def ask(address: str) -> bool:
 
 
 HEALED: list[float] = []
-LOADS: list[str] = []
 
 
 def veth(info: labmod.LabInfo, host: str, state: str) -> None:
@@ -80,6 +83,14 @@ def veth(info: labmod.LabInfo, host: str, state: str) -> None:
 
     name = Naming(info.name).veth(host)
     subprocess.run(["ip", "link", "set", name, state], check=True, timeout=10)
+
+
+def in_netns(info: labmod.LabInfo, host: str, *argv: str) -> None:
+    """A command in the host's namespace from the machine's side (its link may be down)."""
+    from clusterctl.lab.naming import Naming
+
+    ns = Naming(info.name).netns(host)
+    subprocess.run(["ip", "netns", "exec", ns, *argv], check=False, timeout=30)
 
 
 def one_holder(inv: Inventory) -> None:
@@ -94,43 +105,102 @@ def one_holder(inv: Inventory) -> None:
     raise SystemExit("the partition did not heal")
 
 
-def ssh(info: labmod.LabInfo, host: str, line: str) -> None:
-    subprocess.run(info.ssh_argv(host, line), check=True, capture_output=True, timeout=30)
+def ssh(info: labmod.LabInfo, host: str, line: str) -> str:
+    run = subprocess.run(info.ssh_argv(host, line), check=True, capture_output=True, timeout=30)
+    return run.stdout.decode()
 
 
-def measure(info: labmod.LabInfo, inv: Inventory, how: str) -> tuple[float, int]:
-    """Seconds from the event until the address answers from the other member, and the failed
-    requests in between (10 ms apart)."""
+def killed_at(info: labmod.LabInfo, host: str, line: str) -> float:
+    """Run `line` on the host, which kills something: the host's clock just before the kill
+    (one kernel, one clock), so the window leaves out the SSH set-up."""
+    return float(ssh(info, host, "date +%s.%N; " + line).split()[0])
+
+
+def wrk_start(url: str, keepalive: bool) -> subprocess.Popen[str]:
+    """wrk through the address, 4 connections, until stopped (bounded by -d)."""
+    argv = ["wrk", "-t1", "-c4", "-d60s", "--timeout", "5s"]
+    if not keepalive:
+        argv += ["-H", "Connection: close"]
+    p = subprocess.Popen([*argv, url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(0.05)  # its SIGINT handler is set: a stop prints what it counted
+    return p
+
+
+def wrk_stop(p: subprocess.Popen[str]) -> Wrk:
+    p.send_signal(signal.SIGINT)  # wrk stops and prints what it counted
+    try:
+        text, _ = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        text, _ = p.communicate()
+    if "requests in" not in text:
+        raise SystemExit(f"wrk {p.args!r} exited {p.returncode} and printed: {text!r}")
+    return parse_wrk(text)
+
+
+@dataclass
+class Round:
+    took: float  # event until the other member answers through the address
+    probe_failed: int  # failed GETs of the 10 ms prober in that window
+    inside: Wrk  # wrk from the event until the other member answered
+    outside: int  # wrk's errors in the second before the event and the second after
+
+
+def measure(info: labmod.LabInfo, inv: Inventory, how: str, keepalive: bool) -> Round:
+    """One event under wrk: the window until the address answers from the other member, what
+    a GET every 10 ms saw in it, and wrk's counts before, inside and after it."""
     old = holder(inv)
     address = vip(info)
-    for _ in range(20):  # steady before the event
-        ask(address)
+    url = f"http://{address}/"
+    before = wrk_start(url, keepalive)
+    time.sleep(1)
+    inside = wrk_start(url, keepalive)
+    pre = wrk_stop(before)
+    event = time.time()
     if how == "proxy":
-        event = time.monotonic()
-        ssh(info, old, "kill -KILL $(cat /run/haproxy.pid)")
-    elif how == "host":
-        event = time.monotonic()
+        event = killed_at(info, old, "kill -KILL $(cat /run/haproxy.pid)")
+    elif how == "host":  # keepalived and the proxy killed, no goodbye advert, the link gone
+        # The VRRP child first, its parent held: a parent's death would stop the child gently
+        # (a goodbye advert), and a running parent would start a new child.
+        event = killed_at(
+            info,
+            old,
+            "p=$(cat /run/keepalived.pid); kill -STOP $p; "
+            "kill -KILL $(cat /run/keepalived_vrrp.pid) $p $(cat /run/haproxy.pid)",
+        )
+        veth(info, old, "down")
+    elif how == "partition":
         veth(info, old, "down")
     else:
-        event = time.monotonic()
         subprocess.Popen(  # the CLI as a user runs it, in the background while we poll
             [str(REPO / ".venv/bin/clusterctl"), "failover", "-i", str(info.inventory_path), "lab"],
             stdout=subprocess.DEVNULL,
         )
     failed = 0
-    deadline = event + 30
-    while time.monotonic() < deadline:
+    answered = event + 30
+    while time.time() < event + 30:
         if ask(address):
-            if how == "host":  # the old master is cut off: whoever answers is the other
+            answered = time.time()
+            if how != "planned":  # the old master's proxy is dead or cut off: the other
                 break
-            with fo.members(inv) as ms:
+            with fo.members(inv) as ms:  # the old master answers until the move
                 if not ms.read(old).holds(inv.vrrp[0]):
                     break
         else:
             failed += 1
         time.sleep(0.01)
-    took = time.monotonic() - event
-    if how == "host":
+    took = answered - event
+    after = wrk_start(url, keepalive)
+    during = wrk_stop(inside)
+    time.sleep(1)
+    post = wrk_stop(after)
+    if how == "host":  # back as after a reboot: no stale address, then keepalived and proxy
+        g = inv.vrrp[0]
+        in_netns(info, old, "ip", "addr", "del", g.address, "dev", g.interface)
+        veth(info, old, "up")
+        ssh(info, old, "/srv/lab/bin/lab-service keepalived start")
+        ssh(info, old, "/srv/lab/bin/lab-service haproxy start")
+    elif how == "partition":
         veth(info, old, "up")
         healed = time.monotonic()
         one_holder(inv)
@@ -139,29 +209,18 @@ def measure(info: labmod.LabInfo, inv: Inventory, how: str) -> tuple[float, int]
         ssh(info, old, "/srv/lab/bin/lab-service haproxy start")
     time.sleep(1)
     holder(inv)
-    return took, failed
-
-
-def planned_under_load(info: labmod.LabInfo, keepalive: bool) -> str:
-    """A planned failover (the CLI) under 4 clients of steady load: what the load saw."""
-    from clusterctl.loadgen import Load
-
-    load_ = Load(f"http://{vip(info)}/", clients=4, duration=60, keepalive=keepalive, timeout=3)
-    load_.start()
-    time.sleep(1)
-    cli = [str(REPO / ".venv/bin/clusterctl"), "failover", "-i", str(info.inventory_path), "lab"]
-    subprocess.run(cli, check=True, capture_output=True, timeout=60)
-    time.sleep(1)
-    return load_.stop().summary()
+    return Round(took, failed, during, pre.errors + post.errors)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--name", default="h5bench")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--events", default="proxy,host,partition,planned")
     args = ap.parse_args()
     labmod.down(args.name)
-    rows = []
+    rows: list[tuple[str, str, bool, list[Round]]] = []
+    healed: dict[str, list[float]] = {}
     try:
         info = labmod.up(args.name, backends=1, frontends=["haproxy", "haproxy"], vip=True)
         base = info.inventory_path.read_text()
@@ -172,32 +231,41 @@ def main() -> None:
             apply(inv)
             holder(inv)
             HEALED.clear()
-            for how in ("proxy", "host", "planned"):
-                got = [measure(info, inv, how) for _ in range(args.rounds)]
-                times = [t for t, _ in got]
-                label = "planned (CLI)" if how == "planned" else how
-                rows.append(
-                    (advert, label, statistics.median(times), max(times), sum(f for _, f in got))
-                )
-            rows.append((advert, "partition healed", statistics.median(HEALED), max(HEALED), 0))
-            for keepalive in (False, True):
-                mode = "keep-alive" if keepalive else "Connection: close"
-                LOADS.append(f"{advert} {mode}: {planned_under_load(info, keepalive)}")
-                holder(inv)
+            for how in args.events.split(","):
+                for keepalive in (False, True):
+                    got = [measure(info, inv, how, keepalive) for _ in range(args.rounds)]
+                    rows.append((advert, how, keepalive, got))
+            if HEALED:
+                healed[advert] = HEALED[:]
         info.inventory_path.write_text(base)
         load(info.inventory_path)
     finally:
         labmod.down(args.name)
-    print(f"{'advert':<7} {'master lost by':<15} {'median s':>9} {'max s':>7} {'failed GETs':>12}")
-    for advert, how, med, worst, failed in rows:
-        print(f"{advert:<7} {how:<15} {med:>9.2f} {worst:>7.2f} {failed:>12}")
-    print("planned failover under steady load (4 clients):")
-    for line in LOADS:
-        print(f"  {line}")
     print(
-        f"({args.rounds} rounds each; a GET every 10 ms with Connection: close; planned: the "
-        "CLI end to end, its lock and SSH sessions included; partition healed: link back up "
-        "until one member holds the address, asked over SSH)"
+        f"{'advert':<7} {'master lost by':<15} {'wrk mode':<18} {'median s':>9} {'max s':>7}"
+        f" {'wrk errors in window':>21} {'outside':>8} {'requests':>9}"
+    )
+    for advert, how, keepalive, got in rows:
+        times = [r.took for r in got]
+        mode = "keep-alive" if keepalive else "Connection: close"
+        errors = sum(r.inside.errors for r in got)
+        print(
+            f"{advert:<7} {how:<15} {mode:<18} {statistics.median(times):>9.2f} "
+            f"{max(times):>7.2f} {errors:>21} {sum(r.outside for r in got):>8} "
+            f"{sum(r.inside.requests for r in got):>9}"
+        )
+    for advert, took in healed.items():
+        med, worst = statistics.median(took), max(took)
+        print(f"{advert:<7} {'partition healed':<15} {'-':<18} {med:>9.2f} {worst:>7.2f}")
+    print(
+        f"({args.rounds} rounds each; window: from the event until a GET (every 10 ms, "
+        "Connection: close) is answered by the other member; wrk: 4 connections, never "
+        "resending; errors are wrk's socket errors (a refused connect is one) and non-2xx, "
+        "'outside' counts them in the second before the event and the second after the "
+        "window; requests: wrk's completed requests inside the windows; host: keepalived and "
+        "HAProxy killed and the link cut; partition: link cut, both alive, healed = link back "
+        "until one member holds the address, asked over SSH; planned: the CLI end to end, its "
+        "lock and SSH sessions included)"
     )
 
 

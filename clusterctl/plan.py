@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from clusterctl.drivers import driver_for
-from clusterctl.facts import HostFacts, LiveFile, pending_path
+from clusterctl.facts import HostFacts, LiveFile, Network, pending_path
 from clusterctl.members import summary
+from clusterctl.model import vrrp
 from clusterctl.model.schema import Frontend, Inventory
 from clusterctl.plan_build import host_steps, stage_root
 from clusterctl.plan_runtime import member_plan, runtime_steps
@@ -239,6 +240,19 @@ def render_host(inv: Inventory, fe: Frontend, run_id: str | None = None) -> Rend
     return Rendered(fe, run_id, root, staged, live)
 
 
+def nonlocal_planned(inv: Inventory, fe: Frontend, network: Network) -> Network:
+    """The network the new config meets: for a virtual address of its groups that the
+    member's services bind, the plan turns non-local binding on first (plan_build)."""
+    families = vrrp.nonlocal_families(inv, fe.name)
+    v4, v6 = network.nonlocal_bind
+    wanted = (v4 or "ipv4" in families, v6 or "ipv6" in families)
+    return (
+        network
+        if wanted == network.nonlocal_bind
+        else dataclasses.replace(network, nonlocal_bind=wanted)
+    )
+
+
 def plan_host(
     inv: Inventory,
     fe: Frontend,
@@ -266,7 +280,7 @@ def plan_host(
         config = rendered.get(driver_for(fe.kind).paths(fe_now).config)
         if config is not None:
             text = config.content.decode("utf-8", "replace")
-            refused = tuple(problems(fe.kind, text, facts.network))
+            refused = tuple(problems(fe.kind, text, nonlocal_planned(inv, fe, facts.network)))
         refused += tuple(driver_for(fe.kind).refusals(inv, fe_now, facts.network))
     hp = HostPlan(
         host=fe.name,

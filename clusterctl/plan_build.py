@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from clusterctl.drivers import driver_for
 from clusterctl.facts import manifest_path, pending_path
+from clusterctl.model import vrrp
 from clusterctl.model.queries import bracket
 from clusterctl.model.schema import Frontend, Inventory
 from clusterctl.model.semantics import frontend_services
@@ -150,6 +151,10 @@ def host_steps(
     # The plan may be minutes old (an operator reading it): a port taken meanwhile would fail
     # the reload. The staged check creates the config's folders under its own root, so whether
     # they exist on the host is asked here.
+    if families := vrrp.nonlocal_families(inv, fe.name):
+        # The address moves between members: a member not holding it binds it only with
+        # non-local binding on, which its keepalived unit also keeps for the next boot.
+        steps.append(RunScript(phase="preflight", script="nonlocal-bind", args=families))
     steps.append(
         Preflight(
             kind=fe.kind,

@@ -54,6 +54,7 @@ ScriptName = Literal[
     "forget",  # $1 pending marker, $2 backup root
     "probe",  # $1 scheme, $2 address, $3 port
     "network",  # $1 pid file, then folders: the bind preflight's facts now
+    "nonlocal-bind",  # ipv4|ipv6 each: non-local binding on (a virtual address it may not hold)
 ]
 
 When = Literal["ok", "failed", "always"]

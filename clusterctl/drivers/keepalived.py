@@ -16,6 +16,7 @@ from clusterctl.drivers.base import Driver, KindPaths
 from clusterctl.model.queries import bracket
 from clusterctl.model.semantics import frontend_services
 from clusterctl.model.vrrp import (
+    bound_vips,
     groups_of,
     member_of,
     own_address_problems,
@@ -182,7 +183,7 @@ class KeepalivedDriver(Driver):
         out = {}
         if any(g.probe is not None for g in groups_of(inv, member)):
             out[PROBE_SCRIPT] = "keepalived/clusterctl-probe.sh.j2"
-        if _bound_vips(inv, member):
+        if bound_vips(inv, member):
             out[SYSCTL_FILE] = "keepalived/nonlocal-bind.conf.j2"
         return out
 
@@ -218,17 +219,10 @@ class KeepalivedDriver(Driver):
         return {
             "source": inv.cluster,
             "member": member,
-            "nonlocal": sorted({ipaddress.ip_address(a).version for a in _bound_vips(inv, member)}),
+            "nonlocal": sorted({ipaddress.ip_address(a).version for a in bound_vips(inv, member)}),
             "groups": groups,
             "probe_script": root + PROBE_SCRIPT,
         }
-
-
-def _bound_vips(inv: Inventory, member: str) -> list[str]:
-    """The virtual addresses of the member's groups that its own services listen on."""
-    proxy = next(f for f in inv.frontends if f.name == member)
-    vips = {str(ipaddress.ip_interface(g.address).ip) for g in groups_of(inv, member)}
-    return sorted({ln.address for s in frontend_services(inv, proxy) for ln in s.listen} & vips)
 
 
 def _advert(ms: int) -> str:

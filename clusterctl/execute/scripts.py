@@ -110,4 +110,6 @@ SCRIPTS: dict[ScriptName, str] = {
     # The previous files are live and loaded again: their copies (keys among them) can go.
     "forget": 'rm -f -- "$1"; rm -rf -- "$2"',
     "probe": PROBE,
+    "nonlocal-bind": _PATH
+    + 'for f in "$@"; do sysctl -q -w "net.$f.ip_nonlocal_bind=1" || exit 1; done',
 }

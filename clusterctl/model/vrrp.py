@@ -203,6 +203,7 @@ def check_vrrp(inv: Inventory, add: Any) -> None:
                     f"{fe.address!r}; give it an IP address or set unicast: false",
                 )
         _check_families(g, fronts, where, add)
+        _check_probe(inv, g, where, add)
 
 
 def _check_families(g: Group, fronts: dict[str, Frontend], where: str, add: Any) -> None:
@@ -278,6 +279,62 @@ def own_address_problems(
         except ValueError:
             continue
     return []
+
+
+def bound_vips(inv: Inventory, member: str) -> list[str]:
+    """The virtual addresses of the member's groups that its own services listen on."""
+    from clusterctl.model.queries import frontend_services
+
+    proxy = next((f for f in inv.frontends if f.name == member), None)
+    if proxy is None:
+        return []
+    vips = {str(ipaddress.ip_interface(g.address).ip) for g in groups_of(inv, member)}
+    return sorted({ln.address for s in frontend_services(inv, proxy) for ln in s.listen} & vips)
+
+
+def nonlocal_families(inv: Inventory, member: str) -> tuple[str, ...]:
+    """ "ipv4"/"ipv6": the families in which the member's services bind a virtual address that
+    it may not hold, so non-local binding must be on before its proxy starts on the config."""
+    return tuple(sorted({f"ipv{ipaddress.ip_address(a).version}" for a in bound_vips(inv, member)}))
+
+
+def _check_probe(inv: Inventory, g: Group, where: str, add: Any) -> None:
+    """A probe asks the member's own listener on the port: there must be one, and one bound
+    only to the virtual address cannot be asked by a member that does not hold it."""
+    from clusterctl.model.queries import frontend_services
+
+    if g.probe is None:
+        return
+    port = g.probe.port
+    vip = str(ipaddress.ip_interface(g.address).ip)
+    none: list[str] = []
+    only_vip: list[str] = []
+    for fe in inv.frontends:
+        if fe.name in g.members:
+            on_port = {
+                ln.address for s in frontend_services(inv, fe) for ln in s.listen if ln.port == port
+            }
+            if not on_port:
+                none.append(fe.name)
+            elif on_port == {vip}:
+                only_vip.append(fe.name)
+    if none:
+        add(
+            g.probe,
+            "port",
+            f"{where}.probe.port",
+            f"{', '.join(none)} {'has' if len(none) == 1 else 'have'} no service listening on "
+            f"port {port}: the probe would never pass",
+        )
+    if only_vip:
+        add(
+            g.probe,
+            "port",
+            f"{where}.probe.port",
+            f"{', '.join(only_vip)} {'listens' if len(only_vip) == 1 else 'listen'} on port {port} only at the virtual address {vip}, "
+            "which a member that does not hold it cannot ask; add a listener on '*' or "
+            "127.0.0.1 at that port, or probe another",
+        )
 
 
 __all__ = ["Group", "Probe", "check_vrrp", "groups_of", "priority", "units"]

@@ -298,3 +298,53 @@ def test_verify_checks_keepalived_and_that_one_member_holds_the_address(
     assert "verify: 2 hosts and 1 vrrp group checked, 1 failed" in report.summary()[-1]
     assert wait_one_holder(inv) == holder
     assert get(f"http://{vip(info)}/") == 200
+
+
+def test_services_bound_to_the_virtual_address_start_on_every_member_at_the_first_apply(
+    pair: tuple[labmod.LabInfo, Inventory],
+) -> None:
+    # The member that does not hold the address must bind it too: its plan turns non-local
+    # binding on before the bind preflight, so one apply serves on both, and the address
+    # answers from either after a failover. Last in the module: it changes the listeners.
+    import subprocess
+
+    from clusterctl.model import parse
+
+    info, inv = pair
+    g = inv.vrrp[0]
+    address = vip(info)
+    base = info.inventory_path.read_text()
+    listen = "  listen:\n  - port: 80\n"
+    assert listen in base
+    bound = base.replace(
+        listen,
+        f"  listen:\n  - port: 80\n    address: {address}\n  - port: 80\n    address: 127.0.0.1\n",
+    )
+    holder = wait_one_holder(inv)
+    other = next(m for m in g.members if m != holder)
+    ssh(info, other, "sysctl -q -w net.ipv4.ip_nonlocal_bind=0")
+    try:
+        info.inventory_path.write_text(bound)
+        inv2 = parse(bound, str(info.inventory_path))
+        results = execute_plan(inv2, make_plan(inv2))
+        assert {r.host: r.status for r in results if r.host in g.members} == {
+            holder: "changed",
+            other: "changed",
+        }, [(r.host, r.message) for r in results]
+        for m in g.members:
+            run = subprocess.run(
+                info.ssh_argv(m, "sysctl -n net.ipv4.ip_nonlocal_bind"),
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=30,
+            )
+            assert run.stdout.strip() == "1", m
+        assert get(f"http://{address}/") == 200
+        new = fo.failover(inv2, g.name, None, print)
+        assert new == other and wait_one_holder(inv2) == other
+        assert get(f"http://{address}/") == 200
+    finally:
+        info.inventory_path.write_text(base)
+        execute_plan(inv, make_plan(inv))
+    assert get(f"http://{address}/") == 200

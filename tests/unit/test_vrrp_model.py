@@ -275,3 +275,40 @@ def test_probe_intervals_keepalived_cannot_run_are_refused(interval: str, said: 
     text = GROUP + f"    probe: {{port: 80, interval: {interval}}}\n"
     (line,) = problems(text)
     assert line.startswith("inv.yaml:") and said in line, line
+
+
+def test_a_proxy_binding_the_address_it_does_not_hold_turns_non_local_binding_on_first() -> None:
+    # The backup's proxy listens on an address it does not have: the bind preflight would
+    # refuse it while non-local binding is off, so its plan turns that on before the preflight
+    # (the keepalived unit's sysctl file keeps it for the next boot).
+    from clusterctl.facts import HostFacts, Network
+    from clusterctl.plan import plan_host
+    from clusterctl.plan_steps import Preflight, RunScript
+
+    text = BASE.replace("listen: [{port: 80}]", "listen: [{port: 80, address: 192.0.2.250}]")
+    inv = parse(text + GROUP, "inv.yaml")
+    lb2 = next(fe for fe in inv.frontends if fe.name == "lb2")
+    off = Network(addresses=(("eth0", "192.0.2.12/24"),), sockets=())
+    hp = plan_host(inv, lb2, HostFacts("lb2", network=off))
+    assert hp.status == "change", hp.refused
+    kinds = [(type(s).__name__, getattr(s, "script", "")) for s in hp.steps]
+    on = kinds.index(("RunScript", "nonlocal-bind"))
+    assert isinstance(hp.steps[on], RunScript) and hp.steps[on].args == ("ipv4",)
+    assert isinstance(hp.steps[on + 1], Preflight)
+    # Listening on every address: no such step, and the same facts pass.
+    plain = parse(BASE + GROUP, "inv.yaml")
+    lb2 = next(fe for fe in plain.frontends if fe.name == "lb2")
+    hp = plan_host(plain, lb2, HostFacts("lb2", network=off))
+    assert ("RunScript", "nonlocal-bind") not in [
+        (type(s).__name__, getattr(s, "script", "")) for s in hp.steps
+    ]
+
+
+def test_a_probe_port_nobody_can_ask_is_refused_at_its_position() -> None:
+    text = BASE.replace("listen: [{port: 80}]", "listen: [{port: 80, address: 192.0.2.250}]")
+    with pytest.raises(InventoryError) as info:
+        parse(text + GROUP + "    probe: {port: 80}\n", "inv.yaml")
+    (line,) = [str(p) for p in info.value.problems]
+    assert line.startswith("inv.yaml:20:") and "only at the virtual address" in line, line
+    (line,) = problems(GROUP + "    probe: {port: 8081}\n")
+    assert "lb1, lb2 have no service listening on port 8081" in line, line
