@@ -121,7 +121,9 @@ def test_master_proxy_killed_backup_takes_the_address_and_serves(
         during = wrk_total(across)
     # What failed, failed inside the takeover window: wrk before it and after it saw none.
     after = clean_load(url, tmp_path, keepalive)
-    print(f"takeover, keepalive={keepalive}: {during.errors} of {during.requests} failed")
+    print(
+        f"takeover, keepalive={keepalive}: wrk {during.errors} errors (a refused connect is one), {during.requests} completed"
+    )
     assert during.requests > 0
     assert after.requests > 0 and after.errors == 0, after.text
     assert other != holder
@@ -148,7 +150,9 @@ def test_planned_failover_fails_only_requests_in_flight(
         time.sleep(1)
     finally:
         seen = wrk_total(load_)
-    print(f"planned failover, keepalive={keepalive}: {seen.errors} of {seen.requests} failed")
+    print(
+        f"planned failover, keepalive={keepalive}: wrk {seen.errors} errors, {seen.requests} completed"
+    )
     assert new != holder and wait_one_holder(inv) == new
     assert seen.requests > 0
     assert seen.errors <= IN_FLIGHT, seen.text  # at most the one each connection had in flight
@@ -170,7 +174,9 @@ def test_maintain_each_member_in_turn_under_load_ends_with_both_serving(
     finally:
         seen = {ka: wrk_total(load_) for ka, load_ in loads.items()}
     for ka, w in seen.items():
-        print(f"maintain of each member, keepalive={ka}: {w.errors} of {w.requests} failed")
+        print(
+            f"maintain of each member, keepalive={ka}: wrk {w.errors} errors, {w.requests} completed"
+        )
         # Two moves of the address: each fails at most the requests in flight at the switch.
         assert w.requests > 0 and w.errors <= 2 * IN_FLIGHT, w.text
     states_ = states(inv)
