@@ -67,7 +67,7 @@ def probe_interval(value: Any) -> int:
     """Seconds (a bare number, as keepalived reads a script's interval) or a duration: 1s to 60s
     in whole seconds, or 50ms to 950ms, when one run of the probe asks several times (keepalived
     2.2.7 runs a script at most once a second)."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, c.LongNumber) or (isinstance(value, int) and not isinstance(value, bool)):
         return int(c.integer(1, 60)(value)) * 1000
     ms = c.duration(value)
     if ms < 1000:

@@ -312,3 +312,8 @@ def test_a_probe_port_nobody_can_ask_is_refused_at_its_position() -> None:
     assert line.startswith("inv.yaml:20:") and "only at the virtual address" in line, line
     (line,) = problems(GROUP + "    probe: {port: 8081}\n")
     assert "lb1, lb2 have no service listening on port 8081" in line, line
+
+
+def test_a_5000_digit_probe_interval_is_one_line() -> None:
+    (line,) = problems(GROUP + f"    probe: {{port: 80, interval: {'9' * 5000}}}\n")
+    assert line.startswith("inv.yaml:") and "5000-digit" in line and len(line) < 200, line
