@@ -19,6 +19,7 @@ import pytest
 
 from clusterctl.errors import InventoryError
 from clusterctl.model import load
+from clusterctl.model.loader import MAX_INVENTORY_BYTES
 from clusterctl.model.schema import Inventory
 
 REPO = Path(__file__).resolve().parents[2]
@@ -184,8 +185,8 @@ def test_aliases_and_anchors_are_refused_without_expanding(tmp_path: Path, text:
 
 
 def test_large_files_are_refused_and_nothing_big_is_printed(tmp_path: Path) -> None:
-    exc = refused(tmp_path, b"cluster: " + b"x" * (1024 * 1024 + 1) + b"\n")
-    assert "larger than 1 MiB" in str(exc)
+    exc = refused(tmp_path, b"cluster: " + b"x" * MAX_INVENTORY_BYTES + b"\n")
+    assert "larger than 4 MiB" in str(exc)
     name = MINIMAL.replace("cluster: minimal", "cluster: " + "x" * 500_000).encode()
     exc = refused(tmp_path, name)
     assert len(str(exc)) < 500
@@ -325,3 +326,30 @@ def test_any_value_in_any_field_is_a_model_or_a_one_line_error(tmp_path: Path) -
             except (KeyError, IndexError, TypeError):
                 continue  # an earlier swap replaced the way there
         outcome(tmp_path, yaml.safe_dump(doc, allow_unicode=True).encode())
+
+
+def test_a_20000_server_inventory_in_block_style_loads(tmp_path: Path) -> None:
+    # Large shops write their inventories in block style, one key a line: 20,000 servers are
+    # about 1.5 MiB, within the bound, and an error on the last line still names it.
+    lines = ["cluster: big", "frontends:", "  - name: lb1", "    kind: haproxy"]
+    lines += ["    address: 192.0.2.10", "pools:"]
+    for p in range(1000):
+        lines += [f"  - name: p{p}", "    servers:"]
+        for s in range(20):
+            n = p * 20 + s
+            lines += [
+                f"      - name: s{n}",
+                f"        address: 192.0.2.{n % 254 + 1}",
+                f"        port: {1024 + n // 254}",
+            ]
+    lines += ["services:", "  - name: web", "    listen: [{port: 80}]", "    default_pool: p0"]
+    text = "\n".join(lines) + "\n"
+    assert 1024 * 1024 < len(text) < MAX_INVENTORY_BYTES
+    path = tmp_path / "big.yaml"
+    path.write_text(text)
+    inv = load(path)
+    assert sum(len(p.servers) for p in inv.pools) == 20_000
+    path.write_text(text.replace("default_pool: p0", "default_pool: p1000"))
+    with pytest.raises(InventoryError) as info:
+        load(path)
+    assert str(info.value.problems[0]).startswith(f"{path}:{len(lines)}:")
