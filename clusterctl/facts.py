@@ -32,24 +32,55 @@ _VERSION_RX = re.compile(
     + r")(\d+(?:\.\d+){1,2})"
 )
 
+# Shell functions every look at a server's processes uses (the facts, and each poll of a
+# reload's watch, execute/reload.py): `pid_in FILE` sets $pid to the number on FILE's first
+# line (empty if none), `kids_of PID` sets $kids to PID's child processes. Shell builtins where
+# the kernel lists a process's children (/proc/PID/task/*/children), as it does on Debian's:
+# twenty hosts polling at once each fork nothing for it. Elsewhere, every process's stat.
+PROCS_SH = r"""pid_in() {
+  pid=
+  { IFS= read -r pid < "$1"; } 2>/dev/null
+  case $pid in *[!0-9]*) pid=$(printf '%s' "$pid" | tr -dc 0-9) ;; esac
+}
+kids_of() {
+  kids=
+  [ -d "/proc/$1/task" ] || return 0
+  for t in /proc/"$1"/task/*/children; do
+    if [ ! -r "$t" ]; then
+      kids=$(awk -v p="$1" '$4 == p {print $1}' /proc/[0-9]*/stat 2>/dev/null)
+      return 0
+    fi
+    line=
+    { read -r line < "$t"; } 2>/dev/null
+    kids="$kids $line"
+  done
+}
+"""
+
 # What the bind preflight reads, with $pidf the server's pid file: whether the host may bind
 # addresses it does not have, its addresses, its listening TCP sockets with their processes,
 # and the running server's own pids (they may hold the ports the new config binds).
-_NETWORK = r"""
-printf 'NONLOCAL %s %s\n' "$(cat /proc/sys/net/ipv4/ip_nonlocal_bind 2>/dev/null || echo 0)" \
-  "$(cat /proc/sys/net/ipv6/ip_nonlocal_bind 2>/dev/null || echo 0)"
+_NETWORK = (
+    PROCS_SH
+    + r"""
+v4=0; v6=0
+{ read -r v4 < /proc/sys/net/ipv4/ip_nonlocal_bind; } 2>/dev/null
+{ read -r v6 < /proc/sys/net/ipv6/ip_nonlocal_bind; } 2>/dev/null
+printf 'NONLOCAL %s %s\n' "${v4:-0}" "${v6:-0}"
 if addrs=$(ip -o addr show 2>/dev/null); then
   printf 'NET addr\n'; printf '%s\n' "$addrs" | awk '{print "ADDR", $2, $4}'
 fi
 if socks=$(ss -Htlnp 2>/dev/null); then
   printf 'NET sockets\n'; printf '%s\n' "$socks" | awk 'NF >= 4 {$1 = $2 = $3 = ""; print "SOCK" $0}'
 fi
-pid=$(head -n 1 -- "$pidf" 2>/dev/null | tr -dc 0-9)
+pid_in "$pidf"
 if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
   printf 'SERVER %s\n' "$pid"
-  awk -v p="$pid" '$4 == p {print "SERVER", $1}' /proc/[0-9]*/stat 2>/dev/null
+  kids_of "$pid"
+  for c in $kids; do printf 'SERVER %s\n' "$c"; done
 fi
 """
+)
 
 # $1: pending marker; $2: version command; $3: the server's pid file; $4: the manifest;
 # rest: "S:path" (secret) or "P:path" (plain). Manifest entries are stated before the rendered
@@ -58,26 +89,43 @@ _GATHER = (
     r"""
 PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 pending=$1; vcmd=$2; pidf=$3; manifest=$4; shift 4
-printf 'VERSION %s\n' "$($vcmd -v 2>&1 | head -n 1 | tr -d '\n')"
+v=$($vcmd -v 2>&1)
+printf 'VERSION %s\n' "${v%%
+*}"
 if [ -f "$pending" ]; then printf 'PENDING %s\n' "$(head -c 200 "$pending" | tr -d '\n')"; fi
 """
     + _NETWORK
     + r"""
 stat_one() {
-  for t in "$(dirname -- "$2")"/.*.clusterctl-new; do
+  d=${2%/*}
+  for t in "${d:-/}"/.*.clusterctl-new; do
     [ -e "$t" ] && printf 'TEMP %s\n' "$t"
   done
   if [ -f "$2" ]; then
-    printf 'FILE %s %s %s\n' "$(stat -c '%a %U %G' -- "$2")" "$(sha256sum -- "$2" | cut -c1-64)" "$2"
+    sum=$(sha256sum < "$2")  # stdin: no escaped name to cut around
+    printf 'FILE %s %s %s\n' "$(stat -c '%a %U %G' -- "$2")" "${sum%% *}" "$2"
     if [ "$1" = P ]; then printf 'DATA '; base64 -w0 -- "$2"; printf '\n'; fi
   else
     printf 'MISSING %s\n' "$2"
   fi
 }
+# The rendered paths, one a line: a managed file that is also rendered is looked at once, as
+# rendered (its lines would win anyway).
+rendered='
+'
+for spec in "$@"; do
+  case $spec in [SP]:*) rendered="$rendered${spec#?:}
+" ;; esac
+done
 if [ -f "$manifest" ]; then
   printf 'MANIFEST\n'
   while IFS= read -r m; do
-    case $m in /*) printf 'MANAGED %s\n' "$m"; stat_one S "$m" ;; esac
+    case $m in /*)
+      printf 'MANAGED %s\n' "$m"
+      case $rendered in *"
+$m
+"*) ;; *) stat_one S "$m" ;; esac ;;
+    esac
   done < "$manifest"
 fi
 for spec in "$@"; do

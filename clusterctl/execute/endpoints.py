@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import paramiko
-
 from clusterctl.execute.ssh import Endpoint, SSHError
+from clusterctl.execute.sshlib import paramiko, ssh_config
 from clusterctl.model.checks import CheckFailed, split_jump
 from clusterctl.model.localfiles import resolve_local
 from clusterctl.model.queries import base_dir
@@ -41,7 +40,7 @@ def _ssh_config(address: str, config_path: Path | None) -> dict[str, object]:
     if not path.is_file():
         return {}
     try:
-        found = paramiko.SSHConfig.from_path(str(path)).lookup(address)
+        found = ssh_config(str(path)).lookup(address)
     except (OSError, paramiko.SSHException):
         return {}
     out: dict[str, object] = {}

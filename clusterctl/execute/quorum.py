@@ -35,6 +35,9 @@ from clusterctl.remote_paths import LOCK_DIR
 T = TypeVar("T")
 TIE_GRACE = 5.0  # how long the first in line waits for the others to let go
 OP_TIMEOUT = 8.0  # one lock step on one host: a script that waits at most 5 s for the guard
+# Hosts asked at once: every host of most clusters (as apply's --forks), so fifty hosts' lock
+# steps, and the handshakes of the sessions apply goes on with, are one wave, not four.
+MAX_AT_ONCE = 64
 
 
 def is_quorum(count: int, total: int, with_tiebreaker: bool) -> bool:
@@ -125,7 +128,7 @@ class Sessions:
         todo = list(names)
         if not todo:
             return {}
-        pool = ThreadPoolExecutor(max_workers=min(16, len(todo)))
+        pool = ThreadPoolExecutor(max_workers=min(MAX_AT_ONCE, len(todo)))
         futures = {n: pool.submit(self._one, n, fn) for n in todo}
         done, _ = wait(futures.values(), timeout=OP_TIMEOUT)
         pool.shutdown(wait=False)

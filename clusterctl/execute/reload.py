@@ -19,7 +19,7 @@ from clusterctl.drivers import DRIVERS, driver_for
 from clusterctl.execute.chain import Part, sh_many
 from clusterctl.execute.ssh import Remote, quote
 from clusterctl.execute.steps import PATH, StepFailed, check
-from clusterctl.facts import parse_socket
+from clusterctl.facts import PROCS_SH, parse_socket
 from clusterctl.model.schema import Frontend
 
 # Each driver names where its server writes what goes wrong at a reload (error_log; "-" is the
@@ -31,29 +31,46 @@ _WORDS_RX = re.compile(r"ALERT|\[emerg\]|\[alert\]|:emerg\]|:alert\]|\[crit\]|:c
 # $1 pid file; $2 log: a file, "-" (the master's stderr) or "journal:PID:SINCE" as an earlier
 # call named it; $3 offset in the log or "-". The master's pid, its children (the workers),
 # the log's size and name, and what it gained since the offset. With $5 > 0 the host itself
-# polls first, every 200 ms up to $5 times, until something changes: a worker that is not one of
-# $4 (the workers before the reload), the master gone, or the log file no longer $6 bytes long:
-# one command then covers what would take several round trips.
-_WATCH = r"""pid=$(head -n 1 -- "$1" 2>/dev/null | tr -dc 0-9)
-log=$2
+# polls first, every 100 ms up to $5 times, until something changes: a worker that is not one of
+# $4 (the workers before the reload), the master gone, or the log file grown past $6 bytes with
+# a line matching $7 (an alert): one command then covers what would take several round trips. A poll forks only `stat` (a
+# log file's size) and `sleep`: the pid file and the master's children are read by builtins.
+_WATCH = (
+    ": reload watch\n"
+    + PROCS_SH
+    + r"""log=$2
+pid_in "$1"
 i=0
+seen=$6
 while [ "$i" -lt "${5:-0}" ]; do
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    for c in $(awk -v p="$pid" '$4 == p {print $1}' /proc/[0-9]*/stat 2>/dev/null); do
+    kids_of "$pid"
+    for c in $kids; do
       case " $4 " in *" $c "*) ;; *) i=$5 ;; esac
     done
   elif [ -n "$4" ]; then
     break
   fi
-  case $log in /*) [ "$(stat -c %s -- "$log" 2>/dev/null)" = "$6" ] || break ;; esac
+  case $log in /*)
+    size=$(stat -c %s -- "$log" 2>/dev/null)
+    if [ "$size" != "$seen" ]; then
+      # What the log gained ends the wait only if it has a word worth reading now (a
+      # reload's own notice does not): the new workers are what is waited for.
+      case $seen$size in *[!0-9]*) break ;; esac
+      [ "$size" -gt "$seen" ] || break
+      tail -c +$((seen + 1)) -- "$log" | head -c 16384 | grep -qE -- "$7" && break
+      seen=$size
+    fi ;;
+  esac
   [ "$i" -lt "$5" ] || break
-  sleep 0.2
+  sleep 0.1
   i=$((i + 1))
-  pid=$(head -n 1 -- "$1" 2>/dev/null | tr -dc 0-9)
+  pid_in "$1"
 done
 if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
   printf 'MASTER %s\n' "$pid"
-  awk -v p="$pid" '$4 == p {print "CHILD", $1}' /proc/[0-9]*/stat 2>/dev/null
+  kids_of "$pid"
+  for c in $kids; do printf 'CHILD %s\n' "$c"; done
   if [ "$log" = - ]; then
     log=$(readlink -- "/proc/$pid/fd/2" 2>/dev/null)
     case $log in
@@ -79,6 +96,26 @@ journal:*)
   fi ;;
 esac
 """
+)
+
+
+# $1 pid file, $2 the workers before the reload; then the driver's after-reload script with its
+# own arguments: run only if the master has a worker that is not one of $2 (the reload is
+# confirmed), else exit NOT_NEW and leave it to the caller, who runs it once it is.
+NOT_NEW = 75
+_IF_NEW_WORKERS = (
+    PROCS_SH
+    + r"""pid_in "$1"; old=" $2 "; shift 2
+new=
+if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+  kids_of "$pid"
+  for c in $kids; do
+    case $old in *" $c "*) ;; *) new=1 ;; esac
+  done
+fi
+"""
+    + f'[ -n "$new" ] || exit {NOT_NEW}\n'
+)
 
 
 @dataclass
@@ -90,21 +127,17 @@ class Watch:
     text: list[str] = field(default_factory=list)
 
 
-# How many 200 ms polls one watch command makes on the host while it waits for new workers
-# (each reads every process's stat, ~10 ms of CPU with 300 processes: with twenty hosts on a
-# small machine, polling faster costs more than it saves).
-HOST_POLLS = 5
+# How many 100 ms polls one watch command makes on the host while it waits for new workers
+# (a second; each poll costs two short processes: with twenty hosts on a small machine,
+# polling faster costs more CPU than it saves waiting).
+HOST_POLLS = 10
 
 
-def watch(
-    remote: Remote,
-    fe: Frontend,
-    log: str = "-",
-    offset: int | None = None,
-    until: Watch | None = None,
-) -> Watch:
-    """The server's state now; with `until` (the previous look), the host waits first, a
-    little, for something to differ from it (see _WATCH)."""
+def watch_part(
+    fe: Frontend, log: str = "-", offset: int | None = None, until: Watch | None = None
+) -> Part:
+    """The watch command (see _WATCH): with `until` (the previous look), the host waits first,
+    a little, for something to differ from it."""
     pid_file = driver_for(fe.kind).paths(fe).pid_file
     wait = (
         ()
@@ -113,13 +146,16 @@ def watch(
             " ".join(map(str, sorted(until.children))) if until.master is not None else "",
             str(HOST_POLLS),
             "-" if until.size is None else str(until.size),
+            _WORDS_RX.pattern,
         )
     )
-    res = remote.sh(
-        _WATCH, pid_file, log, "-" if offset is None else str(offset), *wait, step="reload"
-    )
+    args = (pid_file, log, "-" if offset is None else str(offset), *wait)
+    return Part(_WATCH, args, stop=False)
+
+
+def parse_watch(out: str, log: str) -> Watch:
     w = Watch(log=log)
-    for line in res.out.splitlines():
+    for line in out.splitlines():
         tag, _, value = line.partition(" ")
         if tag == "MASTER" and value.isdigit():
             w.master = int(value)
@@ -132,6 +168,18 @@ def watch(
         elif tag == "TEXT":
             w.text.append(value)
     return w
+
+
+def watch(
+    remote: Remote,
+    fe: Frontend,
+    log: str = "-",
+    offset: int | None = None,
+    until: Watch | None = None,
+) -> Watch:
+    """The server's state now; with `until`, once something differs from it (or a second)."""
+    part = watch_part(fe, log, offset, until)
+    return parse_watch(remote.sh(part.script, *part.args, step="reload").out, log)
 
 
 def server_pids(remote: Remote, fe: Frontend) -> tuple[int | None, set[int]]:
@@ -200,6 +248,9 @@ def reload_and_confirm(
     driver = driver_for(fe.kind)
     before = watch(remote, fe, driver.error_log)
     log, offset = before.log, before.size
+    first: Watch | None = None
+    after_done = False  # the driver's after-reload script ran in the reload's own command
+    started = time.monotonic()
     if before.master is None:
         argv = driver.start_argv(fe)
         check(remote.sh(PATH + 'exec "$@"', *argv, step="start"), f"start ({quote(argv)})")
@@ -209,19 +260,34 @@ def reload_and_confirm(
         # The hook and the reload in one command; each still fails as itself.
         parts = [Part(PATH + hook[0], tuple(hook[1]))] if hook is not None else []
         parts.append(Part(PATH + 'exec "$@"', tuple(argv)))
+        at = len(parts) - 1  # the reload's own part
+        confirm = driver.confirm_reload(fe)
+        after = driver.after_reload(fe)
+        if confirm is None:
+            # The first look for new workers in the same command, right after the reload, and
+            # the after-reload script if that look's workers are new.
+            parts.append(watch_part(fe, log, offset, before if offset is not None else None))
+            if after is not None:
+                pid_file = driver.paths(fe).pid_file
+                was = " ".join(map(str, sorted(before.children)))
+                script = _IF_NEW_WORKERS + PATH + after[0]
+                parts.append(Part(script, (pid_file, was, *after[1]), stop=False))
         done = sh_many(remote, parts, step="reload")
         if hook is not None:
             check(done[0], "before reload")
-        check(done[-1] if len(done) == len(parts) else done[0], f"reload ({quote(argv)})")
-        confirm = driver.confirm_reload(fe)
+        check(done[min(at, len(done) - 1)], f"reload ({quote(argv)})")
+        if len(done) > at + 1 and done[at + 1].ok:
+            first = parse_watch(done[at + 1].out, log)
+        if len(done) > at + 2 and done[at + 2].rc != NOT_NEW:
+            check(done[at + 2], "after reload")
+            after_done = True
         if confirm is not None:  # a reload in place (keepalived): no new workers to wait for
             _confirm_in_place(remote, confirm, argv, timeout)
             hook = driver.after_reload(fe)
             if hook is not None:
                 check(remote.sh(PATH + hook[0], *hook[1], step="reload"), "after reload")
             return
-    started = time.monotonic()
-    noted = started
+    noted = time.monotonic()
     gone_since: float | None = None
     text: list[str] = []
     conflicts_checked = before.size is not None  # the server's words are readable
@@ -240,8 +306,13 @@ def reload_and_confirm(
     now = before
     while True:
         asked = time.monotonic()
-        # The first look after a reload asked waits on the host for the workers to change.
-        now = watch(remote, fe, log, offset, until=now if offset is not None else None)
+        # The first look after a reload asked waits on the host for the workers to change
+        # (when it came with the reload's own command, it is that one).
+        if first is not None:
+            now, first = first, None
+            asked -= 1.0  # that look waited on the host already
+        else:
+            now = watch(remote, fe, log, offset, until=now if offset is not None else None)
         if offset is None and now.size is not None:
             # A log first seen now (a fresh master's): what it held before is older runs'
             # history, which may hold an old failure; only what follows counts.
@@ -253,7 +324,7 @@ def reload_and_confirm(
             and now.children
             and (before.master is None or now.children - before.children)
         ):
-            hook = driver.after_reload(fe)
+            hook = None if after_done else driver.after_reload(fe)
             if hook is not None:
                 check(remote.sh(PATH + hook[0], *hook[1], step="reload"), "after reload")
             return

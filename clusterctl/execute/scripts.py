@@ -11,14 +11,16 @@ from clusterctl.plan_steps import ScriptName
 
 # $1 target path, $2 mode, $3 owner:group; content on stdin. Created private (umask 077) and
 # only then given its final mode: a private key is never readable by others, not even briefly.
-# A write that fails half-way (disk full, read-only) leaves no partial file behind.
+# A write that fails half-way (disk full, read-only) leaves no partial file behind. Paths are
+# absolute file names, so their folder is ${1%/*}; what is already there (the folder, no old
+# file) costs no process: every step of a chain runs on every host at once.
 WRITE = (
     _PATH
     + r"""set -e
-d=$(dirname -- "$1"); mkdir -p -- "$d"
-rm -f -- "$1"
+d=${1%/*}; [ -d "${d:-/}" ] || mkdir -p -- "${d:-/}"
+if [ -e "$1" ] || [ -L "$1" ]; then rm -f -- "$1"; fi
 trap 'rm -f -- "$1"' EXIT
-(umask 077 && cat > "$1")
+umask 077; cat > "$1"
 chown -- "$3" "$1"
 chmod -- "$2" "$1"
 trap - EXIT
@@ -42,7 +44,7 @@ BACKUP = r"""set -e
 root=$1; shift
 rm -rf -- "$root"; mkdir -p -m 700 -- "$root"
 for f in "$@"; do
-  if [ -e "$f" ]; then mkdir -p -- "$root$(dirname -- "$f")"; cp -p -- "$f" "$root$f"
+  if [ -e "$f" ]; then mkdir -p -- "$root${f%/*}"; cp -p -- "$f" "$root$f"
   else printf '%s\n' "$f" >> "$root/.absent"; fi
 done
 """
@@ -50,11 +52,11 @@ done
 # $1 pending marker, $2 run id, then "N:target" (its .clusterctl-new beside it renamed into
 # place) or "D:target" (a file no longer rendered, removed; its backup is taken).
 SWAP = r"""set -e
-mkdir -p -- "$(dirname -- "$1")"; printf '%s\n' "$2" > "$1"; shift 2
+d=${1%/*}; [ -d "${d:-/}" ] || mkdir -p -- "${d:-/}"; printf '%s\n' "$2" > "$1"; shift 2
 for spec in "$@"; do
   f=${spec#?:}
   case $spec in
-  N:*) d=$(dirname -- "$f"); b=$(basename -- "$f"); mv -f -T -- "$d/.$b.clusterctl-new" "$f" ;;
+  N:*) mv -f -T -- "${f%/*}/.${f##*/}.clusterctl-new" "$f" ;;
   D:*) rm -f -- "$f" ;;
   esac
 done
@@ -77,8 +79,8 @@ RESTORE = r"""set -e
 root=$1; shift
 for f in "$@"; do
   if [ -e "$root$f" ]; then
-    d=$(dirname -- "$f"); b=$(basename -- "$f")
-    cp -p -- "$root$f" "$d/.$b.clusterctl-new"; mv -f -T -- "$d/.$b.clusterctl-new" "$f"
+    t=${f%/*}/.${f##*/}.clusterctl-new
+    cp -p -- "$root$f" "$t"; mv -f -T -- "$t" "$f"
   elif [ -f "$root/.absent" ] && grep -qxF -- "$f" "$root/.absent"; then
     rm -f -- "$f"
   fi

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-import paramiko
-
 from clusterctl.errors import SSHError as SSHError
+from clusterctl.execute.sshlib import paramiko
 from clusterctl.model.queries import host_port
 
 if TYPE_CHECKING:

@@ -27,9 +27,8 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-import paramiko
-
 from clusterctl.execute.ssh import Result, SSHError, quote
+from clusterctl.execute.sshlib import paramiko
 
 if TYPE_CHECKING:
     from clusterctl.execute.ssh import Remote
