@@ -20,7 +20,7 @@ from typing import Literal
 from clusterctl.drivers.control import ControlRefused
 from clusterctl.errors import ClusterctlError
 from clusterctl.execute.admin_views import run_changes
-from clusterctl.execute.chain import Part, sh_many
+from clusterctl.execute.chain import Part, sh_parts
 from clusterctl.execute.gather import network_now
 from clusterctl.execute.reload import reload_and_confirm, server_pids
 from clusterctl.execute.scripts import SCRIPTS
@@ -133,7 +133,14 @@ def _chains(steps: Sequence[Step]) -> list[list[Step]]:
     return out
 
 
-def _run_chain(remote: Remote, group: Sequence[Step]) -> None:
+def _run_chain(
+    remote: Remote,
+    group: Sequence[Step],
+    cleanups: Sequence[Step] = (),
+    ran: list[Step] | None = None,
+) -> None:
+    """The group in one remote command, then the phase's `always` cleanups in the same one
+    (they run whatever the group did); those that ran are added to `ran`."""
     steps = [s for s in group if isinstance(s, PutFile | RunScript)]
     parts = [
         Part(SCRIPTS[s.script], s.argv, stdin=s.content, stop=True)
@@ -141,12 +148,19 @@ def _run_chain(remote: Remote, group: Sequence[Step]) -> None:
         else Part(SCRIPTS[s.script], s.argv, stop=s.fails_as is not None)
         for s in steps
     ]
+    tail = [s for s in cleanups if isinstance(s, RunScript)]
+    parts += [Part(SCRIPTS[s.script], s.argv, stop=False, always=True) for s in tail]
     label = "upload" if isinstance(steps[0], PutFile) else steps[0].phase
-    results = sh_many(remote, parts, step=label)
-    for step, res in zip(steps, results, strict=False):
-        _judge(step, res)
-    if len(results) < len(steps):  # the chain's shell itself ended, in a step that may fail
-        raise StepFailed(steps[0].phase, f"the remote commands ended early: {results[-1].words()}")
+    got, broken = sh_parts(remote, parts, step=label)
+    everything = [*steps, *tail]
+    if ran is not None and not broken:
+        ran += [s for i, s in enumerate(everything) if i >= len(steps) and i in got]
+    for i, step in enumerate(everything):
+        if i in got:
+            _judge(step, got[i])
+    if broken:  # the chain's shell itself ended, in a step that may fail
+        last = got[max(got)]
+        raise StepFailed(steps[0].phase, f"the remote commands ended early: {last.words()}")
 
 
 def _when(step: Step) -> When:
@@ -155,22 +169,37 @@ def _when(step: Step) -> When:
 
 def run_phase(remote: Remote, fe: Frontend, steps: Sequence[Step]) -> None:
     """A phase's steps in order; then, on failure, its `failed` cleanups, and `always` ones
-    whatever happened. A cleanup that fails never hides the failure that called it."""
+    whatever happened. A cleanup that fails never hides the failure that called it.
+
+    A phase without `failed` cleanups sends its `always` scripts with its last writes and
+    scripts (validate's staging folder goes in validate's own command): one round trip less.
+    """
+    groups = _chains([s for s in steps if _when(s) == "ok"])
+    always = [s for s in steps if _when(s) == "always"]
+    fold = (
+        bool(groups and always)
+        and isinstance(groups[-1][-1], PutFile | RunScript)
+        and all(isinstance(s, RunScript) for s in always)
+        and not any(_when(s) == "failed" for s in steps)
+    )
+    cleaned: list[Step] = []  # the `always` cleanups that ran in the last group's command
     try:
-        for group in _chains([s for s in steps if _when(s) == "ok"]):
-            if len(group) == 1:
+        for n, group in enumerate(groups):
+            last = fold and n == len(groups) - 1
+            if len(group) == 1 and not last:
                 run_step(remote, fe, group[0])
             else:
-                _run_chain(remote, group)
+                _run_chain(remote, group, always if last else (), cleaned)
     except BaseException as exc:
         for step in steps:
             w = _when(step)
-            if w == "always" or (w == "failed" and isinstance(exc, ClusterctlError)):
+            again = w == "always" and step not in cleaned
+            if again or (w == "failed" and isinstance(exc, ClusterctlError)):
                 with contextlib.suppress(ClusterctlError):
                     run_step(remote, fe, step)
         raise
-    for step in steps:
-        if _when(step) == "always":
+    for step in always:
+        if step not in cleaned:
             run_step(remote, fe, step)
 
 

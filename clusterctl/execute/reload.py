@@ -128,9 +128,10 @@ class Watch:
 
 
 # How many 100 ms polls one watch command makes on the host while it waits for new workers
-# (a second; each poll costs two short processes: with twenty hosts on a small machine,
-# polling faster costs more CPU than it saves waiting).
-HOST_POLLS = 10
+# (two seconds: twenty hosts reloading at once on a small machine take more than one, and a
+# failure ends the wait at once; each poll costs two short processes: polling faster costs
+# more CPU than it saves waiting).
+HOST_POLLS = 20
 
 
 def watch_part(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clusterctl.execute.chain import Part, chain_command, split_output
+from clusterctl.execute.chain import Part, chain_command, split_output, split_parts
 from clusterctl.execute.scripts import SCRIPTS
 from clusterctl.execute.ssh import Result
 
@@ -95,3 +95,34 @@ def test_verbose_names_a_chain_by_what_it_is_never_its_arguments() -> None:
     shown = describe(["sh", "-c", script, "sh", *args])
     assert shown == "sh: chain of 2 scripts"
     assert "secret-value" not in shown
+
+
+def test_an_always_part_runs_after_a_part_that_stopped_the_chain(tmp_path: Path) -> None:
+    skipped, cleaned = tmp_path / "skipped", tmp_path / "stage"
+    cleaned.mkdir()
+    parts = [
+        Part("echo 'config invalid' >&2; exit 1"),
+        Part('touch "$1"', (str(skipped),)),
+        Part('rm -rf -- "$1"; echo cleaned', (str(cleaned),), stop=False, always=True),
+    ]
+    script, args, data = chain_command(parts)
+    proc = subprocess.run(
+        ["sh", "-c", script, "clusterctl", *args], input=data, capture_output=True, check=False
+    )
+    got, broken = split_parts(parts, proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+    assert not broken
+    assert {i: (r.rc, r.out, r.err) for i, r in got.items()} == {
+        0: (1, "", "config invalid\n"),
+        2: (0, "cleaned\n", ""),
+    }
+    assert not skipped.exists() and not cleaned.exists()
+
+
+def test_an_always_part_runs_after_the_others_when_they_succeed(tmp_path: Path) -> None:
+    parts = [Part("echo one"), Part("echo two", always=True, stop=False)]
+    assert [r.out for r in run_chain(parts)] == ["one\n", "two\n"]
+
+
+def test_an_always_part_takes_no_stdin() -> None:
+    with pytest.raises(ValueError):
+        chain_command([Part("cat", stdin=b"x", always=True)])
