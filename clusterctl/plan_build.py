@@ -154,7 +154,11 @@ def host_steps(
     if families := vrrp.nonlocal_families(inv, fe.name):
         # The address moves between members: a member not holding it binds it only with
         # non-local binding on, which its keepalived unit also keeps for the next boot.
-        steps.append(RunScript(phase="preflight", script="nonlocal-bind", args=families))
+        steps.append(
+            RunScript(
+                phase="preflight", script="nonlocal-bind", args=families, fails_as="preflight"
+            )
+        )
     steps.append(
         Preflight(
             kind=fe.kind,

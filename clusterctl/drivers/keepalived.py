@@ -22,6 +22,7 @@ from clusterctl.model.vrrp import (
     own_address_problems,
     priority,
     vip_problems,
+    virtual_addresses,
 )
 
 if TYPE_CHECKING:
@@ -232,26 +233,32 @@ def _advert(ms: int) -> str:
 
 def _probe_args(inv: Inventory, proxy: Frontend, g: Group) -> str:
     """The probe script's arguments: scheme, address, port, path (all validated values), then
-    the milliseconds between asks inside one run and the failures in a row that fail it (0 0:
-    ask once, keepalived's own interval and fall count)."""
+    the milliseconds between asks inside one run, the failures in a row that fail it and the
+    file keeping that count between runs (0 0 -: ask once, keepalived's own interval and fall).
+    The address is the member's own listener on the port: never a virtual address (of any
+    group), which the member may not hold."""
     if g.probe is None:
         return ""
     address = "127.0.0.1"
-    vip = str(ipaddress.ip_interface(g.address).ip)
+    vips = virtual_addresses(inv)
     for svc in frontend_services(inv, proxy):
         for ln in svc.listen:
-            if ln.port == g.probe.port and ln.address not in ("*", vip):
+            if ln.port == g.probe.port and ln.address != "*" and ln.address not in vips:
                 address = ln.address
     host = bracket(address)
     path = g.probe.path if g.probe.scheme != "tcp" else "/"
-    every, fall = (g.probe.interval, g.probe.fall) if _polls(g) else (0, 0)
-    return f"{g.probe.scheme} {host} {g.probe.port} {path} {every} {fall}"
+    if _polls(g):
+        every, fall, state = g.probe.interval, g.probe.fall, f"/run/clusterctl-probe.{g.name}"
+    else:
+        every, fall, state = 0, 0, "-"
+    return f"{g.probe.scheme} {host} {g.probe.port} {path} {every} {fall} {state}"
 
 
 def _polls(g: Group) -> bool:
     """A sub-second probe: keepalived 2.2.7 runs a script at most once a second (its interval
-    is whole seconds), so each run asks every `interval` for most of that second and fails on
-    `fall` failures in a row; keepalived then steps down on one failed run."""
+    is whole seconds), so each run asks every `interval` for most of that second and fails when
+    the failures in a row (counted across runs) reach `fall`; keepalived then steps down on
+    that one failed run. `rise` still counts keepalived's runs: seconds."""
     return g.probe is not None and g.probe.interval < 1000
 
 

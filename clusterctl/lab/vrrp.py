@@ -87,3 +87,22 @@ def start(info: LabInfo) -> None:
     bad += [f"{r.host}: {r.message}" for r in results if r.status in ("failed", "rolled back")]
     if bad:
         raise LabError("keepalived did not start: " + "; ".join(bad))
+
+
+def holders(info: LabInfo, group: str = GROUP) -> list[str]:
+    """The members with the group's virtual address on an interface, read from the machine's
+    side (`ip netns exec`): a member cut off from the bridge is seen too."""
+    import subprocess
+
+    from clusterctl.lab.naming import Naming
+
+    g = next((x for x in info.vrrp if x["name"] == group), None)
+    if g is None:
+        raise LabError(f"lab {info.name!r} has no vrrp group {group!r}")
+    out = []
+    for m in g["members"]:
+        argv = ["ip", "netns", "exec", Naming(info.name).netns(m), "ip", "-o", "addr", "show"]
+        run = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=10)
+        if f" {g['address']} " in run.stdout:
+            out.append(str(m))
+    return out

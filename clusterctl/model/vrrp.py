@@ -67,6 +67,10 @@ def probe_interval(value: Any) -> int:
     """Seconds (a bare number, as keepalived reads a script's interval) or a duration: 1s to 60s
     in whole seconds, or 50ms to 950ms, when one run of the probe asks several times (keepalived
     2.2.7 runs a script at most once a second)."""
+    if isinstance(value, float):
+        raise c.CheckFailed(
+            f"{value}: write a duration (e.g. {round(value * 1000)}ms) or whole seconds"
+        )
     if isinstance(value, c.LongNumber) or (isinstance(value, int) and not isinstance(value, bool)):
         return int(c.integer(1, 60)(value)) * 1000
     ms = c.duration(value)
@@ -298,6 +302,11 @@ def nonlocal_families(inv: Inventory, member: str) -> tuple[str, ...]:
     return tuple(sorted({f"ipv{ipaddress.ip_address(a).version}" for a in bound_vips(inv, member)}))
 
 
+def virtual_addresses(inv: Inventory) -> set[str]:
+    """Every group's virtual address, bare."""
+    return {str(ipaddress.ip_interface(g.address).ip) for g in inv.vrrp}
+
+
 def _check_probe(inv: Inventory, g: Group, where: str, add: Any) -> None:
     """A probe asks the member's own listener on the port: there must be one, and one bound
     only to the virtual address cannot be asked by a member that does not hold it."""
@@ -306,9 +315,10 @@ def _check_probe(inv: Inventory, g: Group, where: str, add: Any) -> None:
     if g.probe is None:
         return
     port = g.probe.port
-    vip = str(ipaddress.ip_interface(g.address).ip)
+    vips = virtual_addresses(inv)
     none: list[str] = []
     only_vip: list[str] = []
+    seen: set[str] = set()
     for fe in inv.frontends:
         if fe.name in g.members:
             on_port = {
@@ -316,8 +326,9 @@ def _check_probe(inv: Inventory, g: Group, where: str, add: Any) -> None:
             }
             if not on_port:
                 none.append(fe.name)
-            elif on_port == {vip}:
+            elif on_port <= vips:
                 only_vip.append(fe.name)
+                seen |= on_port
     if none:
         add(
             g.probe,
@@ -331,8 +342,9 @@ def _check_probe(inv: Inventory, g: Group, where: str, add: Any) -> None:
             g.probe,
             "port",
             f"{where}.probe.port",
-            f"{', '.join(only_vip)} {'listens' if len(only_vip) == 1 else 'listen'} on port {port} only at the virtual address {vip}, "
-            "which a member that does not hold it cannot ask; add a listener on '*' or "
+            f"{', '.join(only_vip)} {'listens' if len(only_vip) == 1 else 'listen'} on port "
+            f"{port} only at virtual addresses ({', '.join(sorted(seen))}), "
+            "which a member that does not hold them cannot ask; add a listener on '*' or "
             "127.0.0.1 at that port, or probe another",
         )
 

@@ -126,9 +126,12 @@ def status_lines(inv: Inventory, ms: Members) -> list[str]:
         seen = survey(ms, g)
         holders = [n for n, m in seen.items() if m.holds(g)]
         parts = [f"{n} {m.state(g)}{' (holds it)' if m.holds(g) else ''}" for n, m in seen.items()]
-        where = {0: "held by no member", 1: f"held by {holders[0]}"}.get(
-            len(holders), f"held by {len(holders)} members at once: {', '.join(holders)}"
-        )
+        if not holders:
+            where = "held by no member"
+        elif len(holders) == 1:
+            where = f"held by {holders[0]}"
+        else:
+            where = f"held by {len(holders)} members at once: {', '.join(holders)}"
         lines.append(f"vrrp {g.name} {g.address}: {where}; " + ", ".join(parts))
     return lines
 

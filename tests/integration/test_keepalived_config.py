@@ -97,6 +97,7 @@ def test_the_probe_script_fails_a_run_once_its_listener_is_gone(tmp_path: Path) 
     import threading
 
     script = _probe_script(tmp_path)
+    state = str(tmp_path / "count")
 
     class Quiet(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -116,13 +117,46 @@ def test_the_probe_script_fails_a_run_once_its_listener_is_gone(tmp_path: Path) 
     serving = threading.Thread(target=server.serve_forever, daemon=True)
     serving.start()
     try:
-        assert run("http", "127.0.0.1", port, "/", "50", "2") == 0
-        assert run("tcp", "127.0.0.1", port, "/", "50", "2") == 0
-        assert run("http", "127.0.0.1", port, "/", "0", "0") == 0
+        assert run("http", "127.0.0.1", port, "/", "50", "2", state) == 0
+        assert run("tcp", "127.0.0.1", port, "/", "50", "2", state) == 0
+        assert run("http", "127.0.0.1", port, "/", "0", "0", "-") == 0
         threading.Timer(0.3, server.shutdown).start()
         threading.Timer(0.3, server.server_close).start()
-        assert run("http", "127.0.0.1", port, "/", "50", "2") == 1
+        assert run("http", "127.0.0.1", port, "/", "50", "2", state) == 1
     finally:
         server.server_close()
-    assert run("http", "127.0.0.1", port, "/", "50", "2") != 0
-    assert run("tcp", "127.0.0.1", port, "/", "0", "0") != 0
+    assert run("http", "127.0.0.1", port, "/", "50", "2", state) != 0
+    assert run("tcp", "127.0.0.1", port, "/", "0", "0", "-") != 0
+
+
+def test_the_probe_counts_failures_across_runs_and_catches_a_hung_listener(
+    tmp_path: Path,
+) -> None:
+    # A listener that accepts and never answers: each ask times out, fewer fit in one run than
+    # `fall`, yet the count carries to the next run (its file), which fails; then the same
+    # without bash's EPOCHREALTIME (bash before 5.0), timed by date.
+    import socket
+
+    script = _probe_script(tmp_path)
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(64)  # the kernel completes handshakes; nothing ever reads or answers
+    port = str(hung.getsockname()[1])
+    try:
+        for prefix in ([], ["unset EPOCHREALTIME;"]):
+            state = tmp_path / f"count{len(prefix)}"
+            line = " ".join([*prefix, 'source "$0" "$@"'])
+            argv = ["bash", "-c", line, str(script), "http", "127.0.0.1", port, "/", "300", "4"]
+            codes = []
+            for _ in range(4):
+                run = subprocess.run(
+                    [*argv, str(state)], capture_output=True, timeout=10, check=False
+                )
+                codes.append(run.returncode)
+                if run.returncode:
+                    break
+            # 300 ms asks: at most 3 fit in a run, so a later run brings the 4th failure.
+            assert len(codes) >= 2 and codes == [0] * (len(codes) - 1) + [1], (prefix, codes)
+            assert int(state.read_text()) >= 4
+    finally:
+        hung.close()

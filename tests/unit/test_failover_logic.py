@@ -191,3 +191,10 @@ def test_status_lines_name_the_holder_and_a_split_brain(inv: Inventory) -> None:
     down = fo.Member("lb2", None, ())
     assert down.state(inv.vrrp[0]) == "DOWN"
     assert fo.Member("lb2", None, (), "no route").state(inv.vrrp[0]) == "UNREACHABLE"
+
+
+def test_status_lines_say_when_no_member_holds_the_address(inv: Inventory) -> None:
+    # Every member down: one line that says so, never a traceback.
+    sim = Sim(inv, "lb1", down=("lb1", "lb2"))
+    (line,) = fo.status_lines(inv, sim)  # type: ignore[arg-type]
+    assert line.startswith("vrrp web 192.0.2.250/24: held by no member; "), line

@@ -251,13 +251,13 @@ def test_a_sub_second_probe_asks_within_each_once_a_second_run() -> None:
     # down on one failed run, and rise stays the user's.
     conf = probe_conf("100ms")
     script = conf.split("vrrp_script clusterctl_probe_web {")[1].split("}")[0]
-    assert 'clusterctl-probe.sh http 127.0.0.1 80 / 100 2"' in script
+    assert 'clusterctl-probe.sh http 127.0.0.1 80 / 100 2 /run/clusterctl-probe.web"' in script
     assert "interval 1\n" in script and "fall 1\n" in script and "rise 3\n" in script
     # Whole seconds (a bare number or a duration) ask once per run, keepalived counting.
     for interval in ("3", "3s"):
         conf = probe_conf(interval, fall=4)
         script = conf.split("vrrp_script clusterctl_probe_web {")[1].split("}")[0]
-        assert 'clusterctl-probe.sh http 127.0.0.1 80 / 0 0"' in script
+        assert 'clusterctl-probe.sh http 127.0.0.1 80 / 0 0 -"' in script
         assert "interval 3\n" in script and "fall 4\n" in script
 
 
@@ -269,6 +269,7 @@ def test_a_sub_second_probe_asks_within_each_once_a_second_run() -> None:
         ("2m", "whole seconds apart, up to 60s"),
         ("0", "out of range 1..60"),
         ("soon", "not a duration"),
+        ("0.5", "write a duration (e.g. 500ms)"),
     ],
 )
 def test_probe_intervals_keepalived_cannot_run_are_refused(interval: str, said: str) -> None:
@@ -294,6 +295,7 @@ def test_a_proxy_binding_the_address_it_does_not_hold_turns_non_local_binding_on
     kinds = [(type(s).__name__, getattr(s, "script", "")) for s in hp.steps]
     on = kinds.index(("RunScript", "nonlocal-bind"))
     assert isinstance(hp.steps[on], RunScript) and hp.steps[on].args == ("ipv4",)
+    assert hp.steps[on].fails_as == "preflight"  # a sysctl refused stops the apply, in its words
     assert isinstance(hp.steps[on + 1], Preflight)
     # Listening on every address: no such step, and the same facts pass.
     plain = parse(BASE + GROUP, "inv.yaml")
@@ -309,7 +311,15 @@ def test_a_probe_port_nobody_can_ask_is_refused_at_its_position() -> None:
     with pytest.raises(InventoryError) as info:
         parse(text + GROUP + "    probe: {port: 80}\n", "inv.yaml")
     (line,) = [str(p) for p in info.value.problems]
-    assert line.startswith("inv.yaml:20:") and "only at the virtual address" in line, line
+    assert line.startswith("inv.yaml:20:") and "only at virtual addresses (192.0.2.250)" in line
+    # Another group's address is no better: the member may not hold that one either.
+    web2 = GROUP.replace("name: web", "name: web2").replace(".250/", ".251/")
+    web2 = web2.replace("router_id: 51", "router_id: 52")
+    text = BASE.replace("listen: [{port: 80}]", "listen: [{port: 80, address: 192.0.2.251}]")
+    with pytest.raises(InventoryError) as info:
+        parse(text + GROUP + "    probe: {port: 80}\n" + web2, "inv.yaml")
+    (line,) = [str(p) for p in info.value.problems]
+    assert "only at virtual addresses (192.0.2.251)" in line, line
     (line,) = problems(GROUP + "    probe: {port: 8081}\n")
     assert "lb1, lb2 have no service listening on port 8081" in line, line
 
@@ -317,3 +327,13 @@ def test_a_probe_port_nobody_can_ask_is_refused_at_its_position() -> None:
 def test_a_5000_digit_probe_interval_is_one_line() -> None:
     (line,) = problems(GROUP + f"    probe: {{port: 80, interval: {'9' * 5000}}}\n")
     assert line.startswith("inv.yaml:") and "5000-digit" in line and len(line) < 200, line
+
+
+def test_the_probe_asks_the_members_own_listener_never_a_virtual_address() -> None:
+    web2 = GROUP.replace("name: web", "name: web2").replace(".250/", ".251/")
+    web2 = web2.replace("router_id: 51", "router_id: 52")
+    listen = "listen: [{port: 80, address: 192.0.2.251}, {port: 80, address: 192.0.2.11}]"
+    text = BASE.replace("listen: [{port: 80}]", listen)
+    inv = parse(text + GROUP + "    probe: {port: 80, scheme: tcp}\n" + web2, "inv.yaml")
+    conf = render_frontend(inv, units(inv)[0])["/etc/keepalived/keepalived.conf"].content
+    assert b"clusterctl-probe.sh tcp 192.0.2.11 80 / 0 0 -" in conf
