@@ -159,6 +159,8 @@ def wrk_stop(p: subprocess.Popen[str]) -> Wrk:
     except subprocess.TimeoutExpired:
         p.kill()
         text, _ = p.communicate()
+    if "unable to connect" in text:  # wrk gives up when its first connect is refused
+        return Wrk(0, 1, 0, text)
     if "requests in" not in text:
         raise SystemExit(f"wrk {p.args!r} exited {p.returncode} and printed: {text!r}")
     return parse_wrk(text)
