@@ -164,6 +164,9 @@ class NginxDriver(Driver):
     def check_change(self, fe: Frontend, changes: list[Change], outputs: list[str]) -> None:
         nl.check_refusal(fe.name, outputs)
 
+    def persist_commands(self, fe: Frontend) -> list[Command]:
+        return nl.persist_commands() if self.lua(fe) else []
+
     def parse_members(self, text: str) -> tuple[dict[str, PoolMembers], str] | None:
         return nl.parse_members(text)
 

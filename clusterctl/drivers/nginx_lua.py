@@ -52,6 +52,8 @@ PACKAGE = "libnginx-mod-http-lua"
 SOCKET_DIR = "/var/lib/nginx/clusterctl"
 SOCKET = f"{SOCKET_DIR}/control.sock"
 PLACEHOLDER = f"{SOCKET_DIR}/README"
+# The members' runtime states, saved after each change for the next start (see init).
+SAVED = f"{SOCKET_DIR}/states"
 PLACEHOLDER_TEXT = (
     b"clusterctl: nginx's control socket lives here (root only; the Lua balancer's members).\n"
 )
@@ -95,6 +97,7 @@ def lua_view(pools: list[Pool], config: str, root: str) -> dict[str, Any]:
         "modules": MODULES,
         "module": root + module_path(config),
         "socket": root + SOCKET,
+        "saved": root + SAVED,
         "pools": [pool_view(p) for p in pools],
         "dict_mb": dict_size_mb(sum(len(p.servers) for p in pools)),
     }
@@ -148,6 +151,20 @@ def control_from(output: str) -> str:
 
 def read_commands() -> list[Command]:
     return [Command((*_CURL, "http://localhost/state"), what="read the Lua balancer's state")]
+
+
+# One saver at a time (a rollout changes several pools at once); a failed read keeps the old file.
+_SAVE = (
+    'exec 9>"$2.lock" && flock 9 && curl --unix-socket "$1" -fsS --max-time 5 -o "$2.tmp" '
+    'http://localhost/states && mv -f -- "$2.tmp" "$2"'
+)
+
+
+def persist_commands() -> list[Command]:
+    """Save the members' runtime states where the next start reads them (a restart keeps a
+    drain, as HAProxy's state file does)."""
+    argv = ("sh", "-c", _SAVE, "clusterctl", SOCKET, SAVED)
+    return [Command(argv, what="save the member states")]
 
 
 def change_commands(changes: list[Change]) -> list[Command]:
