@@ -30,3 +30,6 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+# Byte-compile clusterctl once: where PYTHONDONTWRITEBYTECODE is set, every command would
+# otherwise compile its sources again (about 50 ms a command); a stale file is never used.
+.venv/bin/python -m compileall -q clusterctl >/dev/null
