@@ -169,9 +169,10 @@ def test_the_lock_wait_says_who_holds_it_every_few_seconds(
     with pytest.raises(lk.LockHeld):
         take(world, wait=1.5)
     # The first look says it at once; each later round at most every EVERY seconds.
-    assert said and said[0].startswith(
-        "waiting for the cluster lock (0s of 1.5s): the cluster lock is "
-    )
+    # (How long the first look took depends on the machine's load: only its form is fixed.)
+    assert said and re.match(
+        r"waiting for the cluster lock \(\d+s of 1\.5s\): the cluster lock is ", said[0]
+    ), said
     assert "alice@laptop" in said[0]
 
 
