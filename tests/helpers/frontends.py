@@ -36,11 +36,21 @@ def exe(kind: str) -> str:
     return shutil.which(BINARY[kind]) or str(Path("/usr/sbin", BINARY[kind]))
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port(address: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now (the kernel's pick for port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((address, 0))
-        return int(s.getsockname()[1])
+    """A TCP port nothing listens on right now (the kernel's pick for port 0), never one this
+    process was given before: the kernel may pick a port again once its socket is closed, and
+    two services of one inventory on one port are refused."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((address, 0))
+            port = int(s.getsockname()[1])
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
+    raise RuntimeError("no fresh free port in 100 tries")
 
 
 def short_root(prefix: str = "cc-") -> Path:

@@ -84,9 +84,48 @@ local function limits(address, port, max_fails, fail_timeout)
   put("h:" .. peer(address, port), max_fails .. SEP .. fail_timeout)
 end
 
-function M.init(socket, pools)
+-- The runtime states clusterctl saved (GET /states, written after each change): one line each,
+-- pool, server, state, and the state nginx.conf gave it then.
+local function saved_states(path)
+  local out = {}
+  local f = io.open(path, "r")
+  if not f then return out end
+  for line in f:lines() do
+    local x = split(line)
+    if #x == 4 and STATES[x[3]] then out[x[1] .. "/" .. x[2]] = { state = x[3], file_state = x[4] } end
+  end
+  f:close()
+  return out
+end
+
+local function states_text()
+  local lines = {}
+  for _, pool in ipairs(split(dict:get("P"))) do
+    for _, name in ipairs(split(dict:get("m:" .. pool))) do
+      local f = split(dict:get("s:" .. pool .. "/" .. name))
+      if f[5] then lines[#lines + 1] = table.concat({ pool, name, f[5], f[6] or f[5] }, SEP) .. "\n" end
+    end
+  end
+  return table.concat(lines)
+end
+
+-- Written at every start and reload too (the master is root here), so the file always holds the
+-- states the dict started from: a member whose state nginx.conf changed is saved as the file
+-- says, never revived from an older save.
+local function save_states(path)
+  local f = io.open(path .. ".tmp", "w")
+  if not f then return end
+  f:write(states_text())
+  f:close()
+  os.rename(path .. ".tmp", path)
+end
+
+function M.init(socket, saved_path, pools)
   prepare_socket(socket)
   local reload = dict:get("v") ~= nil
+  -- A start (not a reload) after a restart or a reboot: the dict is new, the saved states are
+  -- what it held, as HAProxy's server-state file is for HAProxy.
+  local saved = reload and {} or saved_states(saved_path)
   local names = {}
   for _, p in ipairs(pools) do
     names[#names + 1] = p.name
@@ -96,9 +135,12 @@ function M.init(socket, pools)
       local key = "s:" .. p.name .. "/" .. s.name
       local state = s.state
       local old = reload and dict:get(key)
+      local was = saved[p.name .. "/" .. s.name]
       if old then
         local f = split(old)
         if f[6] == s.state then state = f[5] end
+      elseif was and was.file_state == s.state then
+        state = was.state
       end
       put(key, member_value(s.address, s.port, s.weight, s.backup, state, s.state))
       limits(s.address, s.port, p.max_fails, p.fail_timeout)
@@ -109,6 +151,7 @@ function M.init(socket, pools)
   end
   put("P", table.concat(names, SEP))
   dict:incr("v", 1, 0)
+  save_states(saved_path)
 end
 
 -- Each worker keeps the pools it parsed until the version moves.
@@ -463,6 +506,11 @@ end
 function M.control()
   local method, uri = ngx.req.get_method(), ngx.var.uri
   if uri == "/state" and method == "GET" then return reply(200, state()) end
+  if uri == "/states" and method == "GET" then
+    ngx.header["Content-Type"] = "text/plain"
+    ngx.print(states_text())
+    return ngx.exit(200)
+  end
   local op = uri:match("^/(%a+)$")
   if method ~= "POST" or not (op == "set" or op == "add" or op == "remove") then
     return reply(404, { error = "GET /state, or POST /set, /add, /remove with a JSON object" })
