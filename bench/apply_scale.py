@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +27,8 @@ sys.path.insert(0, str(REPO))
 from ruamel.yaml import YAML  # noqa: E402
 
 from clusterctl import lab as labmod  # noqa: E402
-from tests.integration.labfixtures import Lab, assert_private_state_dir  # noqa: E402
+from tests.integration.labfixtures import Lab, assert_private_state_dir, cli  # noqa: E402
 
-CLUSTERCTL = os.environ.get("CLUSTERCTL_BIN") or str(REPO / ".venv" / "bin" / "clusterctl")
 KINDS = ("haproxy", "nginx", "apache")
 
 
@@ -44,20 +41,6 @@ class Row:
     noop_apply: float
     noop_plan: float
     note: str = ""
-
-
-def run(*args: str, timeout: float = 900) -> tuple[int, str, str, float]:
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [CLUSTERCTL, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    return proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - started
 
 
 def inventory_for(info: labmod.LabInfo, path: Path) -> Path:
@@ -76,14 +59,12 @@ def measure(name: str, size: int, forks: int, workdir: Path, mix_of: tuple[str, 
     kinds = [mix_of[i % len(mix_of)] for i in range(size)]
     mix = ", ".join(f"{kinds.count(k)} {k}" for k in mix_of if k in kinds)
     fork_args = ["--forks", str(forks)] if forks else []
-    run("lab", "down", name)
+    cli("lab", "down", name, timeout=900)
     try:
-        rc, out, err, up_s = run(
-            "lab", "up", name, "--frontends", ",".join(kinds), "--output", "json"
-        )
-        if rc != 0:
-            raise SystemExit(f"lab up {name} failed: {err or out}")
-        info = labmod.LabInfo.from_dict(json.loads(out))
+        up = cli("lab", "up", name, "--frontends", ",".join(kinds), "--output", "json", timeout=900)
+        if up.rc != 0:
+            raise SystemExit(f"lab up {name} failed: {up.err or up.out}")
+        info = labmod.LabInfo.from_dict(json.loads(up.out))
         lab = Lab(info, workdir)
         lab.control_dir.mkdir(mode=0o700, exist_ok=True)
         try:
@@ -91,17 +72,18 @@ def measure(name: str, size: int, forks: int, workdir: Path, mix_of: tuple[str, 
         finally:
             lab.close_ssh()
         inv = str(inventory_for(info, workdir / f"{name}.yaml"))
-        rc, out, err, first = run("apply", "-i", inv, "--yes", *fork_args)
-        if rc != 0:
-            raise SystemExit(f"first apply on {name} failed:\n{out}\n{err}")
-        rc, out, err, noop = run("apply", "-i", inv, "--yes", *fork_args)
-        note = "" if rc == 0 and "nothing to do" in out else f"no-op apply said: {err or out}"
-        rc, out, err, plan = run("plan", "-i", inv, "--detailed-exitcode", *fork_args)
-        if rc != 0:
-            note += f" plan after apply exited {rc}"
-        return Row(size, mix, up_s, first, noop, plan, note.strip())
+        first = cli("apply", "-i", inv, "--yes", *fork_args, timeout=900)
+        if first.rc != 0:
+            raise SystemExit(f"first apply on {name} failed:{first}")
+        noop = cli("apply", "-i", inv, "--yes", *fork_args, timeout=900)
+        ok = noop.rc == 0 and "nothing to do" in noop.out
+        note = "" if ok else f"no-op apply said: {noop.err or noop.out}"
+        plan = cli("plan", "-i", inv, "--detailed-exitcode", *fork_args, timeout=900)
+        if plan.rc != 0:
+            note += f" plan after apply exited {plan.rc}"
+        return Row(size, mix, up.seconds, first.seconds, noop.seconds, plan.seconds, note.strip())
     finally:
-        run("lab", "down", name)
+        cli("lab", "down", name, timeout=900)
 
 
 def main() -> int:

@@ -98,11 +98,9 @@ def healed(info: labmod.LabInfo, inv: Inventory, rounds: int) -> list[float]:
     """Seconds from a partition's end until exactly one member holds the address, per round
     (the group without its probe, so only adverts decide; put back afterwards)."""
     from clusterctl.lab.naming import Naming
-    from clusterctl.lab.vrrp import holders
+    from clusterctl.lab.vrrp import holders, without_probes
 
-    text = info.inventory_path.read_text()
-    probe = "  probe:\n    port: 80\n    path: /\n    interval: 100ms\n    fall: 2\n    rise: 1\n"
-    quiet = parse(text.replace(probe, ""), str(info.inventory_path))
+    quiet = without_probes(inv)
     apply(quiet)
     naming = Naming(info.name)
     took = []

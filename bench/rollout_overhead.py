@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -25,7 +24,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-CLUSTERCTL = os.environ.get("CLUSTERCTL_BIN") or str(REPO / ".venv" / "bin" / "clusterctl")
+sys.path.insert(0, str(REPO))
+
+from tests.integration.labfixtures import cli  # noqa: E402  (CLUSTERCTL_BIN: another copy)
+
 VERSIONS = ("ovh-a", "ovh-b")
 PARTS = ("drain", "maint", "check", "restore", "rest")
 
@@ -83,20 +85,6 @@ def _stamp(text: str) -> float:
     return time.mktime(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")) + float(text[19:-1] or 0)
 
 
-def run(*args: str, timeout: float = 600) -> tuple[int, str, str, float]:
-    started = time.monotonic()
-    proc = subprocess.run(
-        [CLUSTERCTL, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "NO_COLOR": "1"},
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    return proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3, help="rollouts per batch size")
@@ -108,13 +96,13 @@ def main() -> int:
         print("bench/rollout_overhead.py builds a lab: run it as root", file=sys.stderr)
         return 2
     try:
-        rc, out, err, _ = run("lab", "up", args.lab, "--backends", str(args.backends))
-        if rc != 0:
-            raise SystemExit(f"lab up {args.lab} failed: {err or out}")
+        up = cli("lab", "up", args.lab, "--backends", str(args.backends), timeout=600)
+        if up.rc != 0:
+            raise SystemExit(f"lab up {args.lab} failed: {up.err or up.out}")
         inv = f"/var/lib/clusterctl-labs/{args.lab}/inventory.yaml"
-        rc, out, err, _ = run("apply", "-i", inv, "--yes")
-        if rc != 0:
-            raise SystemExit(f"apply failed: {err or out}")
+        applied = cli("apply", "-i", inv, "--yes", timeout=600)
+        if applied.rc != 0:
+            raise SystemExit(f"apply failed: {applied.err or applied.out}")
         print(f"{args.backends} backends, 3 front ends (haproxy, nginx, apache); medians per node")
         print(
             f"{'batch':>6} {'runs':>4} {'wall':>6} {'deploy':>7} {'wait':>6} {'overhead':>9}  "
@@ -127,15 +115,17 @@ def main() -> int:
             for _ in range(args.runs):
                 version = VERSIONS[i % 2]
                 i += 1
-                rc, out, err, wall = run(
+                ran = cli(
                     "rollout", "-i", inv, "--version", version, "--batch", batch,
-                    "--output", "json", "--force",
+                    "--output", "json", "--force", timeout=600,
                 )  # fmt: skip
-                if rc != 0:
-                    raise SystemExit(f"rollout --batch {batch} failed: {err or out[-2000:]}")
-                events = [json.loads(ln) for ln in out.splitlines() if ln.strip()]
+                if ran.rc != 0:
+                    raise SystemExit(
+                        f"rollout --batch {batch} failed: {ran.err or ran.out[-2000:]}"
+                    )
+                events = [json.loads(ln) for ln in ran.out.splitlines() if ln.strip()]
                 nodes += nodes_of(events)
-                walls.append(wall)
+                walls.append(ran.seconds)
 
             def med(values: list[float]) -> float:
                 return statistics.median(values) if values else 0.0
@@ -149,7 +139,7 @@ def main() -> int:
         return 0
     finally:
         if not args.keep:
-            run("lab", "down", args.lab)
+            cli("lab", "down", args.lab, timeout=600)
 
 
 if __name__ == "__main__":

@@ -195,4 +195,5 @@ def sessions_in(inv: Inventory, fe: Frontend, node: str, seen: list[ServerView])
 def up_in(seen: list[ServerView], node: str) -> bool:
     """The front end would send new sessions to the node (ready and healthy) in this view."""
     mine = [v for v in seen if v.server == node]
-    return all(v.state == "ready" and v.health in ("up", "unknown") for v in mine)
+    # A view that does not list the node has not put it back: not up.
+    return bool(mine) and all(v.state == "ready" and v.health in ("up", "unknown") for v in mine)

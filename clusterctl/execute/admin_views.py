@@ -88,11 +88,6 @@ def run_changes(
     return len(commands)
 
 
-def set_live_state(remote: Remote, fe: Frontend, node: str, state: str) -> None:
-    """Put `node` in `state` in every pool the front end runs it in."""
-    set_state_read(remote, fe, node, state)
-
-
 def _part(cmd: Command) -> Part:
     return Part('exec "$@"', tuple(cmd.argv), stdin=cmd.stdin or None)
 
@@ -183,4 +178,4 @@ def apache_workers(remote: Remote, fe: Frontend) -> list[ApacheWorker]:
 
 
 def apache_set(remote: Remote, fe: Frontend, node: str, state: str) -> None:
-    set_live_state(remote, fe, node, state)
+    set_state_read(remote, fe, node, state)

@@ -306,14 +306,14 @@ def reload_and_confirm(
 
     now = before
     while True:
-        asked = time.monotonic()
-        # The first look after a reload asked waits on the host for the workers to change
-        # (when it came with the reload's own command, it is that one).
+        # Each look after the reload waits on the host for the workers to change (the first
+        # came with the reload's own command); one that came back at once did not wait.
         if first is not None:
-            now, first = first, None
-            asked -= 1.0  # that look waited on the host already
+            now, first, host_waited = first, None, True
         else:
+            asked = time.monotonic()
             now = watch(remote, fe, log, offset, until=now if offset is not None else None)
+            host_waited = time.monotonic() - asked >= 0.05
         if offset is None and now.size is not None:
             # A log first seen now (a fresh master's): what it held before is older runs'
             # history, which may hold an old failure; only what follows counts.
@@ -361,5 +361,5 @@ def reload_and_confirm(
             noted = time.monotonic()
             waited = f"{noted - started:.0f}s of {timeout:g}s"
             waits.reload_wait(fe.name, f"waiting for new {fe.kind} workers ({waited})")
-        if time.monotonic() - asked < 0.05:  # the host did not wait (the master is gone)
+        if not host_waited:  # the master is gone, or the log grew: no poll on the host
             time.sleep(0.05)

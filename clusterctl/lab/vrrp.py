@@ -15,6 +15,7 @@ from clusterctl.lab.types import LabError
 if TYPE_CHECKING:
     from clusterctl.lab.naming import Naming
     from clusterctl.lab.types import LabHost, LabInfo
+    from clusterctl.model.schema import Inventory
 
 VIP_OFFSET = 250
 GROUP = "lab"
@@ -89,6 +90,16 @@ def start(info: LabInfo) -> None:
         raise LabError("keepalived did not start: " + "; ".join(bad))
 
 
+def without_probes(inv: Inventory) -> Inventory:
+    """The inventory with its groups stepping down by adverts alone (no probe): for a
+    partition in the lab, where the backends lie across the same bridge as the other member."""
+    import dataclasses
+
+    return dataclasses.replace(
+        inv, vrrp=tuple(dataclasses.replace(g, probe=None) for g in inv.vrrp)
+    )
+
+
 def holders(info: LabInfo, group: str = GROUP) -> list[str]:
     """The members with the group's virtual address on an interface, read from the machine's
     side (`ip netns exec`): a member cut off from the bridge is seen too."""
@@ -102,7 +113,8 @@ def holders(info: LabInfo, group: str = GROUP) -> list[str]:
     out = []
     for m in g["members"]:
         argv = ["ip", "netns", "exec", Naming(info.name).netns(m), "ip", "-o", "addr", "show"]
-        run = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=10)
+        # A namespace that cannot be read is an error, never "holds nothing".
+        run = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=10)
         if f" {g['address']} " in run.stdout:
             out.append(str(m))
     return out

@@ -16,7 +16,7 @@ import pytest
 
 from clusterctl import lab as labmod
 from clusterctl.execute.runner import execute_plan, make_plan
-from clusterctl.lab.vrrp import holders, vip
+from clusterctl.lab.vrrp import holders, vip, without_probes
 from clusterctl.model import load
 from clusterctl.model.schema import Inventory
 from clusterctl.orchestrate import failover as fo
@@ -228,14 +228,11 @@ def test_a_partition_between_the_members_heals_to_exactly_one_holder(
     import subprocess
 
     from clusterctl.lab.naming import Naming
-    from clusterctl.model import parse
 
     info, inv = pair
     g = inv.vrrp[0]
-    base = info.inventory_path.read_text()
-    probe = "  probe:\n    port: 80\n    path: /\n    interval: 100ms\n    fall: 2\n    rise: 1\n"
-    assert probe in base
-    quiet = parse(base.replace(probe, ""), str(info.inventory_path))
+    assert g.probe is not None
+    quiet = without_probes(inv)
     results = execute_plan(quiet, make_plan(quiet))
     assert all(r.status in ("changed", "unchanged") for r in results), results
     holder = wait_one_holder(quiet)

@@ -140,3 +140,13 @@ def test_a_wait_starts_from_the_view_read_back_with_the_change(
     wait_idle(cluster, "be2", 30.0, False, events.append, seen=seen)  # type: ignore[arg-type]
     assert cluster.looks == looks
     assert events[-1].message == "no active sessions left"
+
+
+def test_a_view_that_does_not_list_the_node_is_not_up() -> None:
+    from clusterctl.drivers.control import ServerView
+    from clusterctl.execute.admin import up_in
+
+    ready = ServerView("lb1", "app", "be1", "ready", "up", 0)
+    assert up_in([ready], "be1")
+    assert not up_in([ready], "be2")  # not put back yet: the restore waits on
+    assert not up_in([], "be1")
